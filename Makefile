@@ -1,0 +1,48 @@
+# Perilflow developer tasks. Everything runs from the virtualenv in $(VENV);
+# only pip downloads anything.
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PYTEST_ARGS ?=
+
+BIN := $(VENV)/bin
+# Marks a finished install; redone when a requirements, constraints or setup file changes.
+STAMP := $(VENV)/.installed
+
+.PHONY: install test lint demo bench freeze clean
+
+install: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+# Order-only on the interpreter: its mtime is the base Python's, not the venv's.
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.cfg | $(BIN)/python
+	$(BIN)/python -m pip install --progress-bar off -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --progress-bar off -e . --no-deps
+	touch $@
+
+lint: install
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+
+demo: install
+	@echo "make demo: the local platform is not yet built (see issue 7); run 'make test' or '$(BIN)/perilflow --help'"
+
+bench: install
+	$(BIN)/python -m benchmarks.fm_bench
+
+# Rewrite constraints.txt from the venv, keeping its header comment; perilflow itself is left out.
+freeze: install
+	sed -n '/^#/!q;p' constraints.txt > constraints.txt.new
+	$(BIN)/python -m pip freeze --exclude-editable --exclude perilflow >> constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	touch $(STAMP)  # the venv is exactly what constraints.txt now says
+
+# Removes build and tool output only; local platform state (.perilflow/) is kept.
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache constraints.txt.new
+	find . -path ./.git -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,363 @@
+"""Run losses through an FM plan: njit kernels over dense (slot, layer, column) arrays.
+
+Columns are sample indices (and the special columns such as TIV or the mean that
+the caller chooses to carry); every operation is per column, so the caller may cut
+the columns into blocks to bound memory. ``run_fm`` is the public entry point.
+
+State while an event is computed:
+
+``loss[slot, layer, col]``      loss held by each storage slot (items first)
+``ext[slot, layer, col, 3]``    deductible / over-limit / under-limit of each slot
+``n_layers[slot]``              layers materialised in the slot; a higher layer reads layer 0
+
+A node sums its children into its own slot (or shares its only child's slot),
+applies its profile per layer (or once across layers), and with allocation rule 2
+back-allocates the result pro rata onto the items below it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from perilflow.kernel.fm.calcrules import apply_rule
+from perilflow.kernel.fm.structure import FMPlan
+
+DED, OVER, UNDER = 0, 1, 2
+
+
+@njit(cache=True)
+def _split_items(loss, ext, n_layers, base, want):
+    """Give items their own copy of layer 0 in layers 1..want-1 (new layers start with no extras)."""
+    for b in base:
+        if n_layers[b] < want:
+            for q in range(n_layers[b], want):
+                loss[b, q, :] = loss[b, 0, :]
+                ext[b, q, :, :] = 0.0
+            n_layers[b] = want
+
+
+@njit(cache=True)
+def _materialise(loss, ext, n_layers, s, want, copy_extras):
+    """Make layers n_layers[s]..want-1 of slot s real copies of layer 0."""
+    if n_layers[s] < want:
+        for q in range(n_layers[s], want):
+            loss[s, q, :] = loss[s, 0, :]
+            if copy_extras:
+                ext[s, q, :, :] = ext[s, 0, :, :]
+            else:
+                ext[s, q, :, :] = 0.0
+        n_layers[s] = want
+
+
+@njit(cache=True, error_model="numpy")
+def _back_alloc(loss, base, p, loss_in, loss_out):
+    """Allocation rule 2 without extras: scale every item by out/in, column by column."""
+    n = loss_in.shape[0]
+    factor = np.empty(n)
+    for i in range(n):
+        factor[i] = loss_out[i] / loss_in[i] if loss_out[i] != 0 else 0.0
+    for b in base:
+        for i in range(n):
+            loss[b, p, i] *= factor[i]
+
+
+@njit(cache=True, error_model="numpy")
+def _extras_factors(loss_in, loss_out, post, pre, i):
+    """Factors that move loss and extras of one column from a node onto its items.
+
+    Returns (loss factor, deductible factor, over-limit factor, under-limit factor).
+    A negative deductible factor means deductible was given back to loss; negative
+    over/under factors mean "multiply the item's value by -factor" instead of adding.
+    """
+    d_ded = post[i, DED] - pre[i, DED]
+    if d_ded >= 0:
+        realloc = 0.0
+        if loss_in[i] > 0:
+            f_ded = d_ded / loss_in[i]
+            f_loss = loss_out[i] / loss_in[i]
+        else:
+            f_ded = 0.0
+            f_loss = 0.0
+    else:
+        realloc = d_ded
+        f_ded = d_ded / (pre[i, UNDER] if post[i, UNDER] > 0 else pre[i, DED])
+        f_loss = loss_out[i] / (loss_in[i] - d_ded)
+    d_over = post[i, OVER] - pre[i, OVER]
+    if d_over > 0:
+        f_over = d_over / (loss_in[i] - realloc)
+    elif d_over == 0:
+        f_over = 0.0
+    else:
+        f_over = -post[i, OVER] / pre[i, OVER]
+    d_under = post[i, UNDER] - pre[i, UNDER]
+    if d_under > 0:
+        f_under = d_under / loss_in[i]
+    elif d_under == 0:
+        f_under = 0.0
+    else:
+        f_under = -post[i, UNDER] / pre[i, UNDER]
+    return f_loss, f_ded, f_over, f_under
+
+
+@njit(cache=True, error_model="numpy")
+def _apply_extras_factors(loss_v, ext_v, f_loss, f_ded, f_over, f_under):
+    """Move one item value (loss_v) and its extras (ext_v[3], in place) by the node's factors."""
+    if f_ded < 0:
+        realloc = f_ded * (ext_v[DED] if f_under == 0 else ext_v[UNDER])
+        if f_over >= 0:
+            ext_v[OVER] += f_over * (loss_v - realloc)
+        else:
+            ext_v[OVER] *= -f_over
+        ext_v[DED] += realloc
+        ext_v[UNDER] *= -f_under
+        return (loss_v - realloc) * f_loss
+    if f_over >= 0:
+        ext_v[OVER] += f_over * loss_v
+    else:
+        ext_v[OVER] *= -f_over
+    if f_under >= 0:
+        ext_v[UNDER] += f_under * loss_v
+    else:
+        ext_v[UNDER] *= -f_under
+    ext_v[DED] += f_ded * loss_v
+    return loss_v * f_loss
+
+
+@njit(cache=True, error_model="numpy")
+def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre):
+    """Allocation rule 2 with extras: loss, deductible and limits follow the node's changes."""
+    n = loss_in.shape[0]
+    factors = np.empty((n, 4))
+    for i in range(n):
+        f = _extras_factors(loss_in, loss_out, post, pre, i)
+        factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3] = f
+    for b in base:
+        for i in range(n):
+            loss[b, p, i] = _apply_extras_factors(
+                loss[b, p, i], ext[b, p, i], factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3]
+            )
+
+
+@njit(cache=True, error_model="numpy")
+def _apply_profile(rules, terms, r0, r1, out, inp, e):
+    for r in range(r0, r1):
+        if not apply_rule(rules[r], terms[r], out, inp, e[:, DED], e[:, OVER], e[:, UNDER]):
+            raise ValueError("unknown calcrule id in prepared FM profile")
+
+
+@njit(cache=True, error_model="numpy")
+def _compute(
+    inp, allocation_rule, net, with_extras,
+    n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
+    slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
+    rules, terms, out_node, out_layer,
+):
+    n_items, n_cols = inp.shape
+    loss = np.zeros((n_slots, max_layers, n_cols))
+    ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
+    n_layers = np.ones(n_slots, dtype=np.int64)
+    loss[:n_items, 0, :] = inp
+    out = np.empty(n_cols)
+    scratch = np.zeros((n_cols, 3))
+    pre = np.zeros((max_layers, n_cols, 3))
+    merged_in = np.empty(n_cols)
+    merged_post = np.empty((n_cols, 3))
+    merged_pre = np.empty((n_cols, 3))
+    layer_out = np.empty((max_layers, n_cols))
+    n_levels = level_ptr.shape[0] - 1
+
+    for lv in range(n_levels):
+        for k in range(level_ptr[lv], level_ptr[lv + 1]):
+            s = slot[k]
+            P = profile_len[k]
+            base = slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]]
+            kids = children[children_ptr[k]:children_ptr[k + 1]]
+
+            # 1. bring the node's loss (and extras) into slot s, one row per layer
+            if kids.shape[0] == 0:
+                _materialise(loss, ext, n_layers, s, P, False)
+            elif own_slot[k]:
+                for p in range(P):
+                    loss[s, p, :] = 0.0
+                    if with_extras:
+                        ext[s, p, :, :] = 0.0
+                    for c in kids:
+                        if p == 1 and n_layers[c] <= 1:
+                            cb = slot_base[slot_base_ptr[c]:slot_base_ptr[c + 1]]
+                            if with_extras:
+                                _split_items(loss, ext, n_layers, cb, P)
+                            else:
+                                _split_items_loss(loss, n_layers, cb, P)
+                        q = p if p < n_layers[c] else 0
+                        loss[s, p, :] += loss[c, q, :]
+                        if with_extras:
+                            ext[s, p, :, :] += ext[c, q, :, :]
+                    if with_extras:
+                        pre[p] = ext[s, p]
+                n_layers[s] = max(n_layers[s], P)
+            else:
+                if P > 1 and n_layers[s] < P:
+                    _materialise(loss, ext, n_layers, s, P, with_extras)
+                    if base.shape[0] > 1:
+                        if with_extras:
+                            _split_items(loss, ext, n_layers, base, P)
+                        else:
+                            _split_items_loss(loss, n_layers, base, P)
+                if with_extras and base.shape[0] > 1:
+                    for p in range(P):
+                        pre[p] = ext[s, p]
+
+            realloc_to_items = allocation_rule == 2 and base.shape[0] > 1
+
+            # 2. apply the terms
+            if cross_layer[k]:
+                r0, r1 = prof_rows[prof_ptr[k], 0], prof_rows[prof_ptr[k], 1]
+                if r1 > r0:
+                    L = layer_len[k]
+                    merged_in[:] = 0.0
+                    merged_post[:, :] = 0.0
+                    for q in range(L):
+                        qq = q if q < n_layers[s] else 0
+                        merged_in += loss[s, qq, :]
+                        if with_extras:
+                            merged_post += ext[s, qq, :, :]
+                    merged_pre[:, :] = merged_post
+                    e = merged_post if with_extras else scratch
+                    _apply_profile(rules, terms, r0, r1, out, merged_in, e)
+                    for i in range(n_cols):
+                        if with_extras:
+                            fl, fd, fo, fu = _extras_factors(merged_in, out, merged_post, merged_pre, i)
+                            for q in range(L):
+                                layer_out[q, i] = _apply_extras_factors(loss[s, q, i], ext[s, q, i], fl, fd, fo, fu)
+                        else:
+                            f = out[i] / merged_in[i] if out[i] != 0 else 0.0
+                            for q in range(L):
+                                layer_out[q, i] = loss[s, q, i] * f
+                    for p in range(P):
+                        if realloc_to_items:
+                            if with_extras:
+                                _back_alloc_extras(loss, ext, base, p, loss[s, p], layer_out[p], ext[s, p], pre[p])
+                            else:
+                                _back_alloc(loss, base, p, loss[s, p], layer_out[p])
+                        loss[s, p, :] = layer_out[p]
+            else:
+                for p in range(P):
+                    r0, r1 = prof_rows[prof_ptr[k] + p, 0], prof_rows[prof_ptr[k] + p, 1]
+                    if r1 <= r0:
+                        continue
+                    e = ext[s, p] if with_extras else scratch
+                    _apply_profile(rules, terms, r0, r1, out, loss[s, p], e)
+                    if realloc_to_items:
+                        if with_extras:
+                            _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p])
+                        else:
+                            _back_alloc(loss, base, p, loss[s, p], out)
+                    loss[s, p, :] = out
+
+            # 3. allocation rule 1: at the top, items get their share of the top loss pro rata to ground up
+            if allocation_rule == 1 and lv == n_levels - 1 and base.shape[0] > 1:
+                _split_items_loss(loss, n_layers, base, P)
+                for i in range(n_cols):
+                    total = 0.0
+                    for b in base:
+                        total += inp[b, i]
+                    for p in range(P):
+                        v = loss[s, p, i]
+                        f = v / total if v != 0 else 0.0
+                        for b in base:
+                            loss[b, p, i] = inp[b, i] * f
+
+    # 4. net of the layers (reinsurance): each layer's net is what is left after it
+    if net:
+        for k in range(level_ptr[0], level_ptr[1]):
+            s = slot[k]
+            _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k])
+            for i in range(n_cols):
+                prev = inp[s, i]
+                for q in range(layer_len[k]):
+                    v = prev - loss[s, q, i]
+                    v = v if v > 0 else 0.0
+                    loss[s, q, i] = v
+                    prev = v
+
+    result = np.empty((out_node.shape[0], n_cols))
+    for o in range(out_node.shape[0]):
+        s = slot[out_node[o]]
+        q = out_layer[o] if out_layer[o] < n_layers[s] else 0
+        result[o, :] = loss[s, q, :]
+    return result
+
+
+@njit(cache=True)
+def _split_items_loss(loss, n_layers, base, want):
+    """As ``_split_items`` for runs that carry no extras."""
+    for b in base:
+        if n_layers[b] < want:
+            for q in range(n_layers[b], want):
+                loss[b, q, :] = loss[b, 0, :]
+            n_layers[b] = want
+
+
+def slot_bases(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (ptr, items) of the item slots under every storage slot."""
+    n_items = plan.n_items
+    sizes = np.ones(plan.n_slots, dtype=np.int64)
+    owners = plan.slot[plan.own_slot]
+    counts = plan.base_ptr[1:] - plan.base_ptr[:-1]
+    sizes[owners] = counts[plan.own_slot]
+    ptr = np.zeros(plan.n_slots + 1, dtype=np.int64)
+    np.cumsum(sizes, out=ptr[1:])
+    flat = np.empty(ptr[-1], dtype=np.int64)
+    flat[ptr[:n_items]] = np.arange(n_items)
+    for k in np.flatnonzero(plan.own_slot).tolist():
+        s = int(plan.slot[k])
+        flat[ptr[s]:ptr[s + 1]] = plan.base[plan.base_ptr[k]:plan.base_ptr[k + 1]]
+    return ptr, flat
+
+
+def run_fm(plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64) -> np.ndarray:
+    """Apply the financial structure to item losses.
+
+    Parameters
+    ----------
+    plan : FMPlan from ``structure.build_plan``
+    losses : float64[n_items, n_cols]
+        loss of item ``i+1`` in row ``i``; columns are samples (and any special
+        columns the caller carries, e.g. TIV); each column is computed independently
+    net : bool
+        output the loss net of the layers (reinsurance passes) instead of the layer losses
+    block : int
+        number of columns computed together (bounds memory: slots x layers x block)
+
+    Returns
+    -------
+    float64[n_outputs, n_cols]: loss of each output, rows in ``plan.output_id`` order
+    """
+    losses = np.asarray(losses)
+    if losses.ndim != 2:
+        raise ValueError(f"losses must be 2-D (items, columns), got shape {losses.shape}")
+    if losses.shape[0] != plan.n_items:
+        raise ValueError(
+            f"losses has {losses.shape[0]} rows but the financial structure has {plan.n_items} items; "
+            "pass one row per item_id 1..n"
+        )
+    if losses.dtype != np.float64:
+        raise ValueError(f"losses must be float64, got {losses.dtype}; convert with .astype(np.float64)")
+    if block < 1:
+        raise ValueError("block must be at least 1")
+    ptr, flat = slot_bases(plan)
+    n_cols = losses.shape[1]
+    result = np.empty((plan.output_id.shape[0], n_cols))
+    for c0 in range(0, max(n_cols, 1), block):
+        c1 = min(c0 + block, n_cols)
+        if c1 <= c0:
+            break
+        result[:, c0:c1] = _compute(
+            np.ascontiguousarray(losses[:, c0:c1]), plan.allocation_rule, net, plan.needs_extras,
+            plan.n_slots, plan.max_layers, plan.level_ptr, plan.slot, plan.own_slot,
+            plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,
+            plan.cross_layer, plan.prof_ptr, plan.prof_rows, plan.rules, plan.terms,
+            plan.out_node, plan.out_layer,
+        )
+    return result

@@ -1,0 +1,1 @@
+"""Airflow-side task code: the model-step operator, storage paths, chunk planning and params."""

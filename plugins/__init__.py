@@ -1,0 +1,1 @@
+"""The Perilflow Airflow plugin: REST API, product DB, auth and UI pages."""
