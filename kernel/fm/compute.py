@@ -38,15 +38,16 @@ def _split_items(loss, ext, n_layers, base, want):
 
 
 @njit(cache=True)
-def _materialise(loss, ext, n_layers, s, want, copy_extras):
-    """Make layers n_layers[s]..want-1 of slot s real copies of layer 0."""
+def _materialise(loss, ext, n_layers, s, want, with_extras, copy_extras):
+    """Make layers n_layers[s]..want-1 of slot s real copies of layer 0 (extras copied or zeroed)."""
     if n_layers[s] < want:
         for q in range(n_layers[s], want):
             loss[s, q, :] = loss[s, 0, :]
-            if copy_extras:
-                ext[s, q, :, :] = ext[s, 0, :, :]
-            else:
-                ext[s, q, :, :] = 0.0
+            if with_extras:
+                if copy_extras:
+                    ext[s, q, :, :] = ext[s, 0, :, :]
+                else:
+                    ext[s, q, :, :] = 0.0
         n_layers[s] = want
 
 
@@ -176,7 +177,7 @@ def _compute(
 
             # 1. bring the node's loss (and extras) into slot s, one row per layer
             if kids.shape[0] == 0:
-                _materialise(loss, ext, n_layers, s, P, False)
+                _materialise(loss, ext, n_layers, s, P, with_extras, False)
             elif own_slot[k]:
                 for p in range(P):
                     loss[s, p, :] = 0.0
@@ -198,7 +199,7 @@ def _compute(
                 n_layers[s] = max(n_layers[s], P)
             else:
                 if P > 1 and n_layers[s] < P:
-                    _materialise(loss, ext, n_layers, s, P, with_extras)
+                    _materialise(loss, ext, n_layers, s, P, with_extras, True)
                     if base.shape[0] > 1:
                         if with_extras:
                             _split_items(loss, ext, n_layers, base, P)

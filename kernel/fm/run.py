@@ -89,11 +89,12 @@ def fm_run(
     alloc_il: int = 2,
     alloc_ri: int = 3,
     factor_column: bool | None = None,
+    with_ri: bool = True,
 ) -> dict[str, Path]:
     """Run the deterministic event and write guls.csv, ils.csv and (with RI files) rils.csv.
 
     ``factor_column`` adds ``loss_factor_idx`` to the outputs (default: when there are
-    several loss factors). Returns the paths written.
+    several loss factors); ``with_ri=False`` ignores ri_layers.json. Returns the paths written.
     """
     input_dir = Path(input_dir)
     output_dir = Path(output_dir)
@@ -109,7 +110,7 @@ def fm_run(
     il = FMResult(il_plan.output_id.astype(np.int64), run_fm(il_plan, gul))
 
     ri = None
-    for ri_pass in read_ri_layers(input_dir):
+    for ri_pass in read_ri_layers(input_dir) if with_ri else []:
         plan = load_plan(ri_pass.directory, alloc_ri, with_items=False)
         prev = ri if ri is not None else il
         ri = FMResult(plan.output_id.astype(np.int64),
