@@ -125,7 +125,8 @@ def test_fm_run_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     from perilflow.cli import main
 
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "items.csv").write_text("item_id,coverage_id,areaperil_id,vulnerability_id,group_id\n1,1,1,1,1\n")
+    items = "item_id,coverage_id,areaperil_id,vulnerability_id,group_id\n1,1,1,1,1\n"
+    (tmp_path / "in" / "items.csv").write_text(items)
     (tmp_path / "in" / "coverages.csv").write_text("coverage_id,tiv\n1,100\n")
     status = main(["fm-run", "--input-dir", str(tmp_path / "in"), "--output-dir", str(tmp_path / "out")])
     assert status == 2
