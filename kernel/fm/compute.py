@@ -28,12 +28,12 @@ DED, OVER, UNDER = 0, 1, 2
 
 @njit(cache=True)
 def _split_items(loss, ext, n_layers, base, want):
-    """Give items their own copy of layer 0 in layers 1..want-1 (new layers start with no extras)."""
+    """Give items their own copy of layer 0 (loss and extras) in layers 1..want-1."""
     for b in base:
         if n_layers[b] < want:
             for q in range(n_layers[b], want):
                 loss[b, q, :] = loss[b, 0, :]
-                ext[b, q, :, :] = 0.0
+                ext[b, q, :, :] = ext[b, 0, :, :]
             n_layers[b] = want
 
 

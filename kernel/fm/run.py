@@ -129,20 +129,19 @@ def fm_run(
 def losses_frame(id_name: str, result: FMResult, factor_column: bool, keep_zero_rows: bool = False) -> pd.DataFrame:
     """Long table ``event_id, <id_name>, loss[, loss_factor_idx]`` of the sample columns.
 
-    As the reference's FM output, an id with no positive sample loss is left out.
+    As the reference's FM output, only positive losses are written (``keep_zero_rows`` keeps all).
     """
     samples = result.values[:, len(SPECIAL_SIDX):]
-    keep = np.ones(samples.shape[0], dtype=bool) if keep_zero_rows else (samples > 0).any(axis=1)
-    ids = result.ids[keep]
-    samples = samples[keep]
     n_s = samples.shape[1]
     frame = pd.DataFrame({
-        "event_id": np.full(ids.shape[0] * n_s, EVENT_ID, dtype=np.int64),
-        id_name: np.repeat(ids, n_s),
+        "event_id": np.full(samples.size, EVENT_ID, dtype=np.int64),
+        id_name: np.repeat(result.ids, n_s),
         "loss": samples.reshape(-1),
     })
     if factor_column:
-        frame["loss_factor_idx"] = np.tile(np.arange(n_s), ids.shape[0])
+        frame["loss_factor_idx"] = np.tile(np.arange(n_s), result.ids.shape[0])
+    if not keep_zero_rows:
+        frame = frame[frame["loss"] > 0]
     return frame.sort_values(["event_id", id_name] + (["loss_factor_idx"] if factor_column else []),
                              kind="stable").reset_index(drop=True)
 

@@ -48,7 +48,7 @@ from perilflow.kernel.oasis.dtypes import (
     FM_PROFILE_FIELDS,
     FM_PROFILE_STEP_DTYPE,
 )
-from perilflow.kernel.oasis.errors import OasisFileError
+from perilflow.kernel.oasis.errors import OasisFileError, row_label
 
 __all__ = [
     "FmInputs",
@@ -273,7 +273,7 @@ def _drop_trailing_empty_rows(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
 
 def _show(value) -> str:
     """Format a parsed cell for an error message (``3`` rather than ``3.0``)."""
-    if isinstance(value, (float, np.floating)) and np.isfinite(value) and float(value).is_integer():
+    if isinstance(value, (float, np.floating)) and abs(value) < 1e15 and float(value).is_integer():
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
@@ -286,7 +286,7 @@ def _raise_at(mask: np.ndarray, path: Path, column: str, problem: Callable[[int]
     if not len(bad):
         return
     first = int(bad[0])
-    more = f" ({len(bad) - 1} more rows have the same problem)" if len(bad) > 1 else ""
+    more = f" (and {len(bad) - 1} more like it)" if len(bad) > 1 else ""
     raise OasisFileError(path, problem(first) + more, row=first + 1, column=column, fix=fix)
 
 
@@ -392,7 +392,7 @@ def check_contiguous_ids(ids: np.ndarray, path: PathLike, column: str, *, ordere
     duplicate = _first_duplicate(ids.astype(np.int64))
     if duplicate is not None:
         row, first = duplicate
-        raise OasisFileError(path, f"{column} {ids[row]} repeats the id of row {first + 1}",
+        raise OasisFileError(path, f"{column} {ids[row]} repeats the id of {row_label(path, first + 1)}",
                              row=row + 1, column=column, fix=fix)
 
 
@@ -422,7 +422,7 @@ def _check_single_file(array: np.ndarray, path: Path, name: str) -> None:
         if duplicate is not None:
             row, first = duplicate
             raise OasisFileError(path, f"profile_id {array['profile_id'][row]} is already defined on "
-                                 f"row {first + 1}", row=row + 1, column="profile_id",
+                                 f"{row_label(path, first + 1)}", row=row + 1, column="profile_id",
                                  fix="give each profile a unique profile_id.")
     elif name == "fm_profile_step":
         key = (array["profile_id"].astype(np.int64) << 32) | array["step_id"].astype(np.int64) & 0xFFFFFFFF
@@ -430,7 +430,7 @@ def _check_single_file(array: np.ndarray, path: Path, name: str) -> None:
         if duplicate is not None:
             row, first = duplicate
             raise OasisFileError(path, f"profile_id {array['profile_id'][row]} step_id "
-                                 f"{array['step_id'][row]} is already defined on row {first + 1}",
+                                 f"{array['step_id'][row]} is already defined on {row_label(path, first + 1)}",
                                  row=row + 1, column="step_id",
                                  fix="give each step of a profile a unique step_id.")
 
@@ -586,13 +586,16 @@ def check_fm_inputs(inputs: FmInputs) -> None:
     ------
     OasisFileError
     """
-    paths = inputs.paths
+    def paths(name: str) -> Path:
+        """The file ``name`` was read from (or its default name, for hand-built FmInputs)."""
+        return inputs.paths.get(name) or inputs.directory / f"{name}.csv"
+
     programme, policytc, xref = inputs.fm_programme, inputs.fm_policytc, inputs.fm_xref
     if inputs.items is not None and inputs.coverages is not None:
         _raise_at(_not_in(inputs.items["coverage_id"], inputs.coverages["coverage_id"]),
-                  paths["items"], "coverage_id",
+                  paths("items"), "coverage_id",
                   lambda i: f"coverage_id {inputs.items['coverage_id'][i]} is not in "
-                  f"{paths['coverages'].name}",
+                  f"{paths('coverages').name}",
                   fix="add the coverage to coverages, or correct the item's coverage_id.")
     levels = np.unique(programme["level_id"])
     at_lowest = programme["level_id"] == (levels[0] if len(levels) else 0)
@@ -601,27 +604,27 @@ def check_fm_inputs(inputs: FmInputs) -> None:
     top = programme["to_agg_id"][at_top]
     if inputs.items is not None:
         _raise_at(at_lowest & _not_in(programme["from_agg_id"], inputs.items["item_id"]),
-                  paths["fm_programme"], "from_agg_id",
+                  paths("fm_programme"), "from_agg_id",
                   lambda i: f"from_agg_id {programme['from_agg_id'][i]} at the lowest level "
-                  f"({levels[0]}) is not an item_id of {paths['items'].name}",
+                  f"({levels[0]}) is not an item_id of {paths('items').name}",
                   fix="at the first level, from_agg_id must be an item_id.")
-    _raise_at(_not_in(policytc["level_id"], levels), paths["fm_policytc"], "level_id",
-              lambda i: f"level_id {policytc['level_id'][i]} is not a level of {paths['fm_programme'].name} "
+    _raise_at(_not_in(policytc["level_id"], levels), paths("fm_policytc"), "level_id",
+              lambda i: f"level_id {policytc['level_id'][i]} is not a level of {paths('fm_programme').name} "
               f"(levels: {_short_list(levels)})",
               fix="use a level that fm_programme defines, or add that level to fm_programme.")
     profile_ids = np.unique(inputs.fm_profile["profile_id"])
-    _raise_at(_not_in(policytc["profile_id"], profile_ids), paths["fm_policytc"], "profile_id",
+    _raise_at(_not_in(policytc["profile_id"], profile_ids), paths("fm_policytc"), "profile_id",
               lambda i: f"profile_id {policytc['profile_id'][i]} is not defined in "
-              f"{paths['fm_profile'].name}",
+              f"{paths('fm_profile').name}",
               fix="add the profile to fm_profile, or correct the profile_id.")
     nodes = np.union1d(lowest, top)
-    _raise_at(_not_in(xref["agg_id"], nodes), paths["fm_xref"], "agg_id",
+    _raise_at(_not_in(xref["agg_id"], nodes), paths("fm_xref"), "agg_id",
               lambda i: f"agg_id {xref['agg_id'][i]} is neither a from_agg_id of the lowest level nor a "
-              f"to_agg_id of the top level of {paths['fm_programme'].name}",
+              f"to_agg_id of the top level of {paths('fm_programme').name}",
               fix="fm_xref must refer to items (or to top-level nodes); regenerate fm_xref.")
     layers = np.unique(policytc["layer_id"])
-    _raise_at(_not_in(xref["layer_id"], layers), paths["fm_xref"], "layer_id",
-              lambda i: f"layer_id {xref['layer_id'][i]} is not a layer of {paths['fm_policytc'].name} "
+    _raise_at(_not_in(xref["layer_id"], layers), paths("fm_xref"), "layer_id",
+              lambda i: f"layer_id {xref['layer_id'][i]} is not a layer of {paths('fm_policytc').name} "
               f"(layers: {_short_list(layers)})",
               fix="use a layer that fm_policytc defines.")
 
