@@ -18,7 +18,7 @@ import pandas as pd
 from perilflow.kernel.fm.compute import run_fm
 from perilflow.kernel.fm.structure import FMPlan, build_plan
 from perilflow.kernel.fm.terms import profile_to_terms
-from perilflow.kernel.oasis.files import read_fm_profile, read_ri_layers, read_table
+from perilflow.kernel.oasis.files import read_fm_inputs, read_ri_layers, read_table
 
 EVENT_ID = 1
 #: special columns carried in front of the samples: TIV (sidx -3) and mean (sidx -1)
@@ -34,23 +34,16 @@ class FMResult:
 
 
 def load_plan(input_dir: Path, allocation_rule: int, with_items: bool = True) -> FMPlan:
-    """Read the fm_* files of ``input_dir`` (bin preferred, csv otherwise) and build the plan."""
-    programme = read_table(input_dir, "fm_programme")
-    policytc = read_table(input_dir, "fm_policytc")
-    profile, stepped = read_fm_profile(input_dir)
-    xref = read_table(input_dir, "fm_xref")
+    """Read and cross-check the fm_* files of ``input_dir`` (bin preferred, csv otherwise); build the plan."""
+    fm = read_fm_inputs(input_dir)
     item_cov = cov_tiv = None
-    if with_items:
-        items = read_table(input_dir, "items", required=False)
-        coverages = read_table(input_dir, "coverages", required=False)
-        if items is not None and coverages is not None:
-            item_cov = items["coverage_id"].astype(np.int64)
-            cov_tiv = coverages["tiv"].astype(np.float64)
-    order = np.argsort(profile["profile_id"], kind="stable")
-    profile = profile[order]
+    if with_items and fm.items is not None and fm.coverages is not None:
+        item_cov = fm.items["coverage_id"].astype(np.int64)
+        cov_tiv = fm.coverages["tiv"].astype(np.float64)
+    profile = fm.fm_profile[np.argsort(fm.fm_profile["profile_id"], kind="stable")]
     rules, terms = profile_to_terms(profile)
-    return build_plan(programme, policytc, rules, terms, profile["profile_id"], stepped, xref,
-                      allocation_rule, item_cov, cov_tiv)
+    return build_plan(fm.fm_programme, fm.fm_policytc, rules, terms, profile["profile_id"], fm.stepped,
+                      fm.fm_xref, allocation_rule, item_cov, cov_tiv)
 
 
 def deterministic_losses(input_dir: Path, loss_factors: list[float]) -> tuple[np.ndarray, np.ndarray]:
