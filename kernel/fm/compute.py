@@ -17,6 +17,9 @@ back-allocates the result pro rata onto the items below it.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from numba import njit
 
@@ -147,7 +150,7 @@ def _apply_profile(rules, terms, r0, r1, out, inp, e):
             raise ValueError("unknown calcrule id in prepared FM profile")
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _compute(
     inp, allocation_rule, net, with_extras,
     n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
@@ -317,7 +320,9 @@ def slot_bases(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
     return ptr, flat
 
 
-def run_fm(plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64) -> np.ndarray:
+def run_fm(
+    plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64, threads: int | None = None
+) -> np.ndarray:
     """Apply the financial structure to item losses.
 
     Parameters
@@ -329,7 +334,9 @@ def run_fm(plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64)
     net : bool
         output the loss net of the layers (reinsurance passes) instead of the layer losses
     block : int
-        number of columns computed together (bounds memory: slots x layers x block)
+        number of columns computed together (bounds memory: slots x layers x block x 8 bytes)
+    threads : int, optional
+        column blocks computed at once (the kernel releases the GIL); default: the CPU count
 
     Returns
     -------
@@ -350,10 +357,10 @@ def run_fm(plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64)
     ptr, flat = slot_bases(plan)
     n_cols = losses.shape[1]
     result = np.empty((plan.output_id.shape[0], n_cols))
-    for c0 in range(0, max(n_cols, 1), block):
+    starts = list(range(0, n_cols, block))
+
+    def one_block(c0: int) -> None:
         c1 = min(c0 + block, n_cols)
-        if c1 <= c0:
-            break
         result[:, c0:c1] = _compute(
             np.ascontiguousarray(losses[:, c0:c1]), plan.allocation_rule, net, plan.needs_extras,
             plan.n_slots, plan.max_layers, plan.level_ptr, plan.slot, plan.own_slot,
@@ -361,4 +368,12 @@ def run_fm(plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64)
             plan.cross_layer, plan.prof_ptr, plan.prof_rows, plan.rules, plan.terms,
             plan.out_node, plan.out_layer,
         )
+
+    workers = min(len(starts), threads or os.cpu_count() or 1)
+    if workers <= 1:
+        for c0 in starts:
+            one_block(c0)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one_block, starts))
     return result
