@@ -38,6 +38,13 @@ def _fm_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from perilflow.kernel.oasis.files import convert
+
+    print(convert(args.src, args.dst, args.name))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perilflow",
@@ -65,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--alloc-ri", type=int, default=3, choices=(0, 1, 2, 3), help="RI allocation rule (default 3)")
     fm.add_argument("--skip-ri", action="store_true", help="ignore ri_layers.json (insured losses only)")
     fm.set_defaults(func=_fm_run)
+
+    conv = sub.add_parser("convert", help="convert an Oasis input file between csv and bin (by extension)")
+    conv.add_argument("src", help="source file, .csv or .bin")
+    conv.add_argument("dst", help="destination file, .csv or .bin")
+    conv.add_argument("--name", help="file layout, e.g. fm_profile_step (default: the source file's stem)")
+    conv.set_defaults(func=_convert)
     return parser
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "convert",
     "find_table",
     "read_fm_inputs",
+    "write_ri_layers",
     "read_fm_profile",
     "read_ri_layers",
     "read_table",
@@ -690,6 +691,28 @@ def read_ri_layers(input_dir: PathLike) -> list[RiPass]:
                              '"directory": "RI_1"}, ...}.')
     passes = [_ri_pass(path, directory, key, entry) for key, entry in layers.items()]
     return sorted(passes, key=lambda ri: (ri.inuring_priority, ri.number))
+
+
+def write_ri_layers(input_dir: PathLike, passes: list[RiPass]) -> Path:
+    """Write ``ri_layers.json`` for ``passes``, with each directory relative to ``input_dir``.
+
+    Relative directories keep an input folder movable between machines; the
+    reference writes absolute ones, which :func:`read_ri_layers` also accepts.
+    """
+    directory = Path(input_dir)
+    layers = {}
+    for ri in sorted(passes, key=lambda p: p.number):
+        folder = Path(ri.directory)
+        try:
+            relative = folder.resolve().relative_to(directory.resolve()).as_posix()
+        except ValueError:
+            raise OasisFileError(directory / RI_LAYERS_FILE,
+                                 f"pass {ri.number}: folder {folder} is outside {directory}",
+                                 fix="create the RI_n folders inside the input folder.") from None
+        layers[str(ri.number)] = {"inuring_priority": ri.inuring_priority, "risk_level": ri.risk_level,
+                                  "directory": relative}
+    text = json.dumps(layers, indent=4) + "\n"
+    return _atomic_write(directory / RI_LAYERS_FILE, lambda handle: handle.write(text), binary=False)
 
 
 def _ri_pass(path: Path, input_dir: Path, key: str, entry) -> RiPass:

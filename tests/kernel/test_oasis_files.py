@@ -722,3 +722,26 @@ def test_every_reference_folder_validates() -> None:
 
 def test_module_exports() -> None:
     assert set(files.__all__) <= set(dir(files))
+
+
+def test_ri_layers_round_trip_with_relative_directories(tmp_path):
+    from perilflow.kernel.oasis.files import RiPass, read_ri_layers, write_ri_layers
+
+    for n in (1, 2):
+        (tmp_path / f"RI_{n}").mkdir()
+    passes = [RiPass(2, 1, "POL", tmp_path / "RI_2"), RiPass(1, 1, "LOC", tmp_path / "RI_1")]
+    write_ri_layers(tmp_path, passes)
+    text = (tmp_path / "ri_layers.json").read_text()
+    assert '"directory": "RI_1"' in text and str(tmp_path) not in text
+    assert [(p.number, p.risk_level, p.directory) for p in read_ri_layers(tmp_path)] == [
+        (1, "LOC", tmp_path / "RI_1"), (2, "POL", tmp_path / "RI_2")]
+
+
+def test_ri_layers_outside_the_input_folder_is_refused(tmp_path):
+    from perilflow.kernel.oasis.errors import OasisFileError
+    from perilflow.kernel.oasis.files import RiPass, write_ri_layers
+
+    (tmp_path / "in").mkdir()
+    with pytest.raises(OasisFileError, match="outside"):
+        write_ri_layers(tmp_path / "in", [RiPass(1, 1, "LOC", tmp_path / "elsewhere")])
+    assert not (tmp_path / "in" / "ri_layers.json").exists()
