@@ -201,3 +201,24 @@ def test_fm_run_writes_expected_losses_for_a_small_programme(tmp_path: Path) -> 
         "loss": [30.0, 24.0, 20.0, 16.0],
         "loss_factor_idx": [0, 1, 0, 1],
     }
+
+
+@pytest.mark.reference
+def test_fm_run_on_binary_inputs(tmp_path: Path) -> None:
+    """The same suite converted to Oasis .bin files gives the same losses (bin is preferred over csv)."""
+    import shutil
+
+    from perilflow.kernel.oasis.files import convert
+
+    folder = suite_dir("reinsurance3/expected")
+    names = ("items", "coverages", "fm_programme", "fm_policytc", "fm_profile", "fm_xref")
+    for sub in [Path(".")] + sorted(p.relative_to(folder) for p in folder.glob("RI_*")):
+        (tmp_path / "in" / sub).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if (folder / sub / f"{name}.csv").exists():
+                convert(folder / sub / f"{name}.csv", tmp_path / "in" / sub / f"{name}.bin")
+    shutil.copy(folder / "ri_layers.json", tmp_path / "in" / "ri_layers.json")
+    assert not list((tmp_path / "in").rglob("*.csv"))
+    written = fm_run(tmp_path / "in", tmp_path / "out", [1.0])
+    assert not compare(written["ils"], folder / "ils.csv")
+    assert not compare(written["rils"], folder / "rils.csv")
