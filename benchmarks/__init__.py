@@ -1,0 +1,1 @@
+"""Performance runs of the Perilflow kernel (``python -m benchmarks.<name>``); see benchmarks/README.md."""
