@@ -151,17 +151,19 @@ def _apply_profile(rules, terms, r0, r1, out, inp, e):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _compute(
-    inp, allocation_rule, net, with_extras,
-    n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
-    slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
-    rules, terms, out_node, out_layer,
+def _levels(
+    loss, ext, n_layers, active, inp, allocation_rule, net, with_extras,
+    level_ptr, slot, own_slot, children_ptr, children,
+    slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
 ):
-    n_items, n_cols = inp.shape
-    loss = np.zeros((n_slots, max_layers, n_cols))
-    ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
-    n_layers = np.ones(n_slots, dtype=np.int64)
-    loss[:n_items, 0, :] = inp
+    """Run every active node of the plan, level by level, on state already holding the items' losses.
+
+    ``active[slot]`` marks the item slots that carry loss; node slots are marked here as
+    their children are seen. ``inp[item, col]`` is the items' loss before any terms (read
+    only for active items, by allocation rule 1 and the net of layers).
+    """
+    max_layers = loss.shape[1]
+    n_cols = loss.shape[2]
     out = np.empty(n_cols)
     scratch = np.zeros((n_cols, 3))
     pre = np.zeros((max_layers, n_cols, 3))
@@ -174,9 +176,17 @@ def _compute(
     for lv in range(n_levels):
         for k in range(level_ptr[lv], level_ptr[lv + 1]):
             s = slot[k]
+            kids = children[children_ptr[k]:children_ptr[k + 1]]
+            if own_slot[k]:
+                active[s] = False
+                for c in kids:
+                    if active[c]:
+                        active[s] = True
+                        break
+            if not active[s]:
+                continue
             P = profile_len[k]
             base = slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]]
-            kids = children[children_ptr[k]:children_ptr[k + 1]]
 
             # 1. bring the node's loss (and extras) into slot s, one row per layer
             if kids.shape[0] == 0:
@@ -187,6 +197,8 @@ def _compute(
                     if with_extras:
                         ext[s, p, :, :] = 0.0
                     for c in kids:
+                        if not active[c]:
+                            continue
                         if p == 1 and n_layers[c] <= 1:
                             cb = slot_base[slot_base_ptr[c]:slot_base_ptr[c + 1]]
                             if with_extras:
@@ -199,7 +211,7 @@ def _compute(
                             ext[s, p, :, :] += ext[c, q, :, :]
                     if with_extras:
                         pre[p] = ext[s, p]
-                n_layers[s] = max(n_layers[s], P)
+                n_layers[s] = P
             else:
                 if P > 1 and n_layers[s] < P:
                     _materialise(loss, ext, n_layers, s, P, with_extras, True)
@@ -265,17 +277,21 @@ def _compute(
                 for i in range(n_cols):
                     total = 0.0
                     for b in base:
-                        total += inp[b, i]
+                        if active[b]:
+                            total += inp[b, i]
                     for p in range(P):
                         v = loss[s, p, i]
                         f = v / total if v != 0 else 0.0
                         for b in base:
-                            loss[b, p, i] = inp[b, i] * f
+                            if active[b]:
+                                loss[b, p, i] = inp[b, i] * f
 
     # 4. net of the layers (reinsurance): each layer's net is what is left after it
     if net:
         for k in range(level_ptr[0], level_ptr[1]):
             s = slot[k]
+            if not active[s]:
+                continue
             _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k])
             for i in range(n_cols):
                 prev = inp[s, i]
@@ -285,12 +301,99 @@ def _compute(
                     loss[s, q, i] = v
                     prev = v
 
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _compute(
+    inp, allocation_rule, net, with_extras,
+    n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
+    slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
+    rules, terms, out_node, out_layer,
+):
+    """Dense run: every item is present (zero loss is a loss like any other)."""
+    n_items, n_cols = inp.shape
+    loss = np.zeros((n_slots, max_layers, n_cols))
+    ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
+    n_layers = np.ones(n_slots, dtype=np.int64)
+    active = np.ones(n_slots, dtype=np.bool_)
+    loss[:n_items, 0, :] = inp
+    _levels(loss, ext, n_layers, active, inp, allocation_rule, net, with_extras,
+            level_ptr, slot, own_slot, children_ptr, children,
+            slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
     result = np.empty((out_node.shape[0], n_cols))
     for o in range(out_node.shape[0]):
         s = slot[out_node[o]]
         q = out_layer[o] if out_layer[o] < n_layers[s] else 0
         result[o, :] = loss[s, q, :]
     return result
+
+
+@njit(cache=True, nogil=True)
+def _mark_active(active, item_rows, level_ptr, slot, own_slot, children_ptr, children):
+    """Set ``active`` for the given item rows and every node slot above them."""
+    active[:] = False
+    for r in item_rows:
+        active[r] = True
+    for k in range(level_ptr[0], level_ptr[-1]):
+        if own_slot[k]:
+            s = slot[k]
+            for c in children[children_ptr[k]:children_ptr[k + 1]]:
+                if active[c]:
+                    active[s] = True
+                    break
+
+
+@njit(cache=True, nogil=True)
+def _count_outputs(event_ptr, item_row, n_slots, level_ptr, slot, own_slot, children_ptr, children, out_node):
+    """Number of outputs that carry loss in each event (outputs above at least one hit item)."""
+    n_events = event_ptr.shape[0] - 1
+    counts = np.zeros(n_events, dtype=np.int64)
+    active = np.zeros(n_slots, dtype=np.bool_)
+    for e in range(n_events):
+        _mark_active(active, item_row[event_ptr[e]:event_ptr[e + 1]], level_ptr, slot, own_slot,
+                     children_ptr, children)
+        for o in range(out_node.shape[0]):
+            if active[slot[out_node[o]]]:
+                counts[e] += 1
+    return counts
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _compute_events(
+    e0, e1, event_ptr, item_row, losses, out_ptr, out_index, out_losses,
+    n_items, allocation_rule, net, with_extras,
+    n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
+    slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
+    rules, terms, out_node, out_layer,
+):
+    """Sparse run of events e0..e1-1: only the hit items and the nodes above them are computed."""
+    n_cols = losses.shape[1]
+    loss = np.zeros((n_slots, max_layers, n_cols))
+    ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
+    n_layers = np.ones(n_slots, dtype=np.int64)
+    active = np.zeros(n_slots, dtype=np.bool_)
+    inp = np.zeros((n_items, n_cols))
+    for e in range(e0, e1):
+        active[:] = False
+        for rec in range(event_ptr[e], event_ptr[e + 1]):
+            r = item_row[rec]
+            active[r] = True
+            n_layers[r] = 1
+            loss[r, 0, :] = losses[rec]
+            inp[r, :] = losses[rec]
+            if with_extras:
+                ext[r, :, :, :] = 0.0
+        _levels(loss, ext, n_layers, active, inp, allocation_rule, net, with_extras,
+                level_ptr, slot, own_slot, children_ptr, children,
+                slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
+        w = out_ptr[e]
+        for o in range(out_node.shape[0]):
+            s = slot[out_node[o]]
+            if active[s]:
+                q = out_layer[o] if out_layer[o] < n_layers[s] else 0
+                out_index[w] = o
+                out_losses[w, :] = loss[s, q, :]
+                w += 1
 
 
 @njit(cache=True)
@@ -377,3 +480,75 @@ def run_fm(
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(one_block, starts))
     return result
+
+
+def run_fm_events(
+    plan: FMPlan,
+    event_ptr: np.ndarray,
+    item_row: np.ndarray,
+    losses: np.ndarray,
+    net: bool = False,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the financial structure to many events, computing only what each event touches.
+
+    Parameters
+    ----------
+    plan : FMPlan
+    event_ptr : int64[n_events + 1]
+        event ``e`` owns records ``event_ptr[e]:event_ptr[e + 1]``
+    item_row : int64[n_records]
+        item row (item_id - 1) of each record; an item appears at most once per event
+    losses : float64[n_records, n_cols]
+        loss columns of each record (samples and the special columns the caller carries)
+    net : bool
+        net of the layers (reinsurance passes)
+    threads : int, optional
+        event ranges computed at once (default: the CPU count)
+
+    Returns
+    -------
+    out_ptr : int64[n_events + 1]   CSR of the outputs per event
+    out_index : int64[n_out]        row into ``plan.output_id`` of each output record (increasing per event)
+    out_losses : float64[n_out, n_cols]
+
+    Outputs of an event are those above at least one of its items; items absent from an
+    event carry no loss, exactly as in the dense ``run_fm``.
+    """
+    event_ptr = np.asarray(event_ptr, dtype=np.int64)
+    item_row = np.asarray(item_row, dtype=np.int64)
+    if losses.ndim != 2 or losses.dtype != np.float64:
+        raise ValueError(f"losses must be a 2-D float64 array, got {losses.dtype} with shape {losses.shape}")
+    if event_ptr.ndim != 1 or event_ptr.shape[0] < 1 or event_ptr[0] != 0 or event_ptr[-1] != losses.shape[0]:
+        raise ValueError("event_ptr must start at 0 and end at len(losses) (CSR offsets of each event's records)")
+    if item_row.shape[0] != losses.shape[0]:
+        raise ValueError(f"item_row has {item_row.shape[0]} entries for {losses.shape[0]} loss records")
+    if item_row.shape[0] and (item_row.min() < 0 or item_row.max() >= plan.n_items):
+        raise ValueError(f"item_row values must be item rows 0..{plan.n_items - 1} (item_id - 1)")
+    ptr, flat = slot_bases(plan)
+    n_events = event_ptr.shape[0] - 1
+    counts = _count_outputs(event_ptr, item_row, plan.n_slots, plan.level_ptr, plan.slot, plan.own_slot,
+                            plan.children_ptr, plan.children, plan.out_node)
+    out_ptr = np.zeros(n_events + 1, dtype=np.int64)
+    np.cumsum(counts, out=out_ptr[1:])
+    out_index = np.empty(out_ptr[-1], dtype=np.int64)
+    out_losses = np.empty((out_ptr[-1], losses.shape[1]))
+    workers = max(1, min(n_events, threads or os.cpu_count() or 1))
+    bounds = np.linspace(0, n_events, workers + 1).astype(np.int64)
+
+    def one_range(w: int) -> None:
+        _compute_events(
+            bounds[w], bounds[w + 1], event_ptr, item_row, losses, out_ptr, out_index, out_losses,
+            plan.n_items, plan.allocation_rule, net, plan.needs_extras,
+            plan.n_slots, plan.max_layers, plan.level_ptr, plan.slot, plan.own_slot,
+            plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,
+            plan.cross_layer, plan.prof_ptr, plan.prof_rows, plan.rules, plan.terms,
+            plan.out_node, plan.out_layer,
+        )
+
+    if workers == 1:
+        one_range(0)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one_range, range(workers)))
+    return out_ptr, out_index, out_losses

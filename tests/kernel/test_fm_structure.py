@@ -135,3 +135,32 @@ def test_results_do_not_depend_on_column_blocks() -> None:
     whole = run_fm(plan, x, block=64)
     for block in (1, 5, 16):
         np.testing.assert_array_equal(run_fm(plan, x, block=block), whole)
+
+
+def test_sparse_events_equal_dense_runs() -> None:
+    """run_fm_events on a few hit items per event equals run_fm with every other item at zero loss."""
+    from perilflow.kernel.fm.compute import run_fm_events
+
+    prog = programme([(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 1, 4), (1, 2, 1), (2, 2, 1), (3, 2, 2), (4, 2, 2),
+                      (1, 3, 1), (2, 3, 1)])
+    pol = policytc([(1, 1, 1, 1), (1, 2, 1, 1), (1, 3, 1, 1), (1, 4, 1, 1), (2, 1, 1, 2), (2, 2, 1, 2),
+                    (3, 1, 1, 3), (3, 1, 2, 4)])
+    prof = profiles([(1, 12, 5, 0, 0, 0), (2, 1, 20, 0, 100, 0), (3, 2, 0, 0, 60, 1), (4, 2, 0, 60, 500, 0.5)])
+    xr = xref([(i + 1 + 4 * layer, i + 1, layer + 1) for layer in range(2) for i in range(4)])
+    rng = np.random.default_rng(3)
+    hits = [[0, 2], [1], [0, 1, 2, 3], [3]]
+    for alloc, net in ((2, False), (1, False), (0, False), (3, True)):
+        xr_a = xref([(1, 1, 1), (2, 1, 2)]) if alloc == 0 else xr
+        plan = plan_of(prog, pol, prof, xr_a, alloc)
+        event_ptr = np.cumsum([0] + [len(h) for h in hits])
+        item_row = np.concatenate([np.asarray(h) for h in hits])
+        x = rng.uniform(0, 150, size=(item_row.shape[0], 6))
+        out_ptr, out_index, out_losses = run_fm_events(plan, event_ptr, item_row, x, net=net, threads=2)
+        for e, h in enumerate(hits):
+            dense_in = np.zeros((4, 6))
+            dense_in[h] = x[event_ptr[e]:event_ptr[e + 1]]
+            dense = run_fm(plan, dense_in, net=net)
+            rows = out_index[out_ptr[e]:out_ptr[e + 1]]
+            np.testing.assert_allclose(out_losses[out_ptr[e]:out_ptr[e + 1]], dense[rows], rtol=1e-12, atol=1e-9)
+            others = np.setdiff1d(np.arange(dense.shape[0]), rows)
+            assert np.all(dense[others] == 0)
