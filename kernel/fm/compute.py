@@ -407,7 +407,9 @@ def _split_items_loss(loss, n_layers, base, want):
 
 
 def slot_bases(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (ptr, items) of the item slots under every storage slot."""
+    """CSR (ptr, items) of the item slots under every storage slot (computed once per plan)."""
+    if plan.slot_base_cache is not None:
+        return plan.slot_base_cache
     n_items = plan.n_items
     sizes = np.ones(plan.n_slots, dtype=np.int64)
     owners = plan.slot[plan.own_slot]
@@ -420,6 +422,7 @@ def slot_bases(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
     for k in np.flatnonzero(plan.own_slot).tolist():
         s = int(plan.slot[k])
         flat[ptr[s]:ptr[s + 1]] = plan.base[plan.base_ptr[k]:plan.base_ptr[k + 1]]
+    plan.slot_base_cache = (ptr, flat)
     return ptr, flat
 
 
