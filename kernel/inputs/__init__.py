@@ -1,0 +1,1 @@
+"""Oasis input-file generation from OED exposure (location, account, reinsurance)."""
