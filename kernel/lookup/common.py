@@ -18,11 +18,13 @@ This module holds what every lookup (built-in or model-supplied) shares:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from perilflow.kernel.oed.exposure import LOCATION_ID_COLUMNS, location_ids
 
 __all__ = [
     "ID_COLUMNS",
@@ -73,7 +75,6 @@ MODELLED_STATUSES = (STATUS_SUCCESS, STATUS_NOTATRISK)
 ID_COLUMNS = ("coverage_type", "area_peril_id", "vulnerability_id")
 
 #: OED columns that identify a location; ``loc_id`` numbers their distinct combinations.
-LOCATION_ID_COLUMNS = ("PortNumber", "AccNumber", "LocNumber")
 
 
 class KeysLookupError(ValueError):
@@ -177,62 +178,3 @@ def set_id_columns(frame: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
         ids = ids.fillna(UNKNOWN_ID)
         frame[column] = ids.mask(ids <= 0, UNKNOWN_ID)
     return frame
-
-
-def location_ids(location: pd.DataFrame, columns: Sequence[str] = LOCATION_ID_COLUMNS) -> np.ndarray:
-    """Number the locations as the reference's ``get_ids(df, [PortNumber, AccNumber, LocNumber])`` does.
-
-    Each distinct combination of ``columns`` gets an id from 1, in the order
-    of the combinations sorted by those columns, and rows with the same
-    combination share an id. The sort is the reference's (``sort_values`` on
-    the frame ods-tools loads): these OED fields are text, so ``"10"`` comes
-    before ``"9"``, and missing values come last. Categorical columns, as
-    ods-tools loads them, sort by their *category order*: alphabetical when
-    pandas reads the file in one block (PiWind's 12,598 locations), but not
-    for larger files, whose categories pandas joins block by block (the
-    100,784-location PiWind file); ids follow that order, as the reference's
-    do. Numeric columns (a frame read without OED dtypes) are turned into the
-    text ods-tools would have read, and sort alphabetically.
-
-    Parameters
-    ----------
-    location : pandas.DataFrame
-        OED locations, with the columns as ods-tools names them.
-    columns : sequence of str, default ``("PortNumber", "AccNumber", "LocNumber")``
-        Columns identifying a location. Matched case-insensitively.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int64`` ids, one per row of ``location``, in row order.
-
-    Raises
-    ------
-    LookupDataError
-        If a column is missing.
-    """
-    by_lower = {str(name).lower(): name for name in location.columns}
-    missing = [column for column in columns if column.lower() not in by_lower]
-    if missing:
-        raise LookupDataError(
-            f"the location data has no column {missing}, needed to number locations (loc_id)",
-            source="location",
-            fix="load the OED location file with its PortNumber, AccNumber and LocNumber columns",
-        )
-    keys = location[[by_lower[column.lower()] for column in columns]].reset_index(drop=True)
-    if keys.empty:
-        return np.zeros(0, dtype=np.int64)
-    keys = keys.apply(_as_oed_text)
-    groups = keys.groupby(list(keys.columns), sort=True, observed=True, dropna=False)
-    return groups.ngroup().to_numpy(dtype=np.int64) + 1
-
-
-def _as_oed_text(values: pd.Series) -> pd.Series:
-    """An OED id column as ods-tools loads it: categoricals as they are, anything else as text."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return values
-    if pd.api.types.is_float_dtype(values.dtype):
-        whole = values.dropna()
-        if (whole == np.floor(whole)).all():
-            values = values.astype("Int64")
-    return values.astype("string")

@@ -193,7 +193,7 @@ def test_location_ids_sort_as_text_and_share_duplicates():
     assert location_ids(frame).tolist() == [2, 1, 2, 4, 3]
     numeric = frame.assign(LocNumber=frame["LocNumber"].astype(int), PortNumber=[1.0, 1.0, 1.0, 2.0, 1.0])
     assert location_ids(numeric).tolist() == [2, 1, 2, 4, 3]
-    with pytest.raises(LookupDataError, match="LocNumber"):
+    with pytest.raises(ValueError, match="LocNumber"):
         location_ids(frame.drop(columns="LocNumber"))
 
 

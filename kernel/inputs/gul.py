@@ -1,0 +1,389 @@
+"""Ground-up (GUL) Oasis input files from OED locations and keys.
+
+:func:`build_gul_inputs` turns locations and lookup keys into one row per *item* (a
+location, peril, coverage type and building) exactly as oasislmf 2.5 does in
+``get_gul_input_items``; :func:`write_gul_inputs` writes ``items.csv``,
+``coverages.csv``, ``gul_summary_map.csv`` and, when the model correlates perils,
+``correlations.csv`` (plus ``amplifications.csv`` for keys with amplification ids).
+
+The rules, in order:
+
+* locations whose TIVs (``BuildingTIV``, ``OtherTIV``, ``ContentsTIV``, ``BITIV``) are
+  all zero or blank are dropped; a location listed on several rows is taken from its
+  first row;
+* keys are joined to locations on ``loc_id`` in key order; an item's TIV is the TIV of
+  its coverage type;
+* disaggregation: with ``NumberOfBuildings`` N > 1 every TIV is divided by N and each
+  item is repeated for ``building_id`` 1..N (``risk_id`` follows ``building_id`` only for
+  ``IsAggregate`` = 1 locations);
+* items with zero TIV are dropped (so are keys that failed: only ``success`` keys are used);
+* ``item_id`` numbers the distinct (loc_id, peril_id, coverage_type_id, building_id) in
+  order of appearance, ``coverage_id`` the distinct (loc_id, building_id, coverage_type_id);
+* ``group_id`` (damage) and ``hazard_group_id`` hash the damage and hazard group columns
+  (``PortNumber, AccNumber, LocNumber`` unless the model settings name others, plus
+  ``peril_correlation_group`` when correlations are on): the columns are renamed to lower
+  case and sorted, hashed row by row with ``pandas.util.hash_pandas_object(index=False)``,
+  shifted right 33 bits and kept as uint32.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_GROUP_FIELDS",
+    "TIV_COLUMNS",
+    "GulInputs",
+    "build_gul_inputs",
+    "peril_correlation_table",
+    "write_frame_csv",
+    "write_gul_inputs",
+]
+
+#: OED TIV column of each coverage type (property 1-4, cyber 7-15).
+TIV_COLUMNS = {1: "BuildingTIV", 2: "OtherTIV", 3: "ContentsTIV", 4: "BITIV", 7: "CyberNPBITIV", 8: "CyberCBITIV",
+               9: "CyberDIASTIV", 10: "CyberEXTTIV", 11: "CyberFINTIV", 12: "CyberINRETIV", 13: "CyberLIATIV",
+               14: "CyberREGTIV", 15: "CyberENOTIV"}
+
+#: Location columns that define a damage (and hazard) group unless the model settings say otherwise.
+DEFAULT_GROUP_FIELDS = ("PortNumber", "AccNumber", "LocNumber")
+
+#: Item columns (not location columns) that may also define groups.
+_ITEM_GROUP_FIELDS = ("item_id", "peril_id", "coverage_id", "coverage_type_id", "peril_correlation_group",
+                      "building_id", "risk_id")
+
+_KEY_RENAMES = {"coverage_type": "coverage_type_id", "area_peril_id": "areaperil_id"}
+_OPTIONAL_KEY_COLUMNS = ("amplification_id", "section_id", "intensity_adjustment", "return_period")
+_SUMMARY_COLUMNS = ("loc_id", "PortNumber", "AccNumber", "LocNumber", "loc_idx", "peril_id", "coverage_type_id",
+                    "tiv", "coverage_id", "item_id", "building_id")
+
+
+@dataclass
+class GulInputs:
+    """The GUL items of a portfolio.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per item, sorted by ``item_id``: identifiers (``loc_id``, ``PortNumber``,
+        ``AccNumber``, ``LocNumber``, ``loc_idx``), ``peril_id``, ``coverage_type_id``, ``tiv``,
+        ``areaperil_id``, ``vulnerability_id``, ``group_id``, ``coverage_id``, ``item_id``,
+        ``building_id``, ``risk_id``, ``NumberOfBuildings``, ``NumberOfRisks``, ``IsAggregate``,
+        ``LocPeril`` (when given), the per-building TIV columns, and the correlation columns.
+    correlated : bool
+        True when the model settings define peril correlations.
+    """
+
+    frame: pd.DataFrame
+    correlated: bool = False
+
+    @property
+    def items(self) -> pd.DataFrame:
+        """``items``: item_id, coverage_id, areaperil_id, vulnerability_id, group_id."""
+        return self.frame[["item_id", "coverage_id", "areaperil_id", "vulnerability_id", "group_id"]]
+
+    @property
+    def coverages(self) -> pd.DataFrame:
+        """``coverages``: coverage_id, tiv (one row per coverage, ids 1..N in order)."""
+        return (self.frame[["coverage_id", "tiv"]].drop_duplicates("coverage_id")
+                .sort_values("coverage_id", kind="stable").reset_index(drop=True))
+
+    @property
+    def gul_summary_map(self) -> pd.DataFrame:
+        """``gul_summary_map``: the OED identifiers of every item (layer_id 1, agg_id = item_id)."""
+        summary = self.frame[[c for c in _SUMMARY_COLUMNS if c in self.frame.columns]].copy()
+        for column in ("PortNumber", "AccNumber", "LocNumber", "peril_id"):
+            if column in summary:
+                summary[column] = summary[column].astype(str)
+        summary["layer_id"] = 1
+        summary["agg_id"] = summary["item_id"]
+        return summary.reset_index(drop=True)
+
+    @property
+    def correlations(self) -> pd.DataFrame:
+        """``correlations``: item_id, peril_correlation_group, damage_correlation_value, hazard_group_id,
+        hazard_correlation_value, source_item_id."""
+        table = self.frame[["item_id", "peril_correlation_group", "damage_correlation_value", "hazard_group_id",
+                            "hazard_correlation_value"]].copy()
+        table["source_item_id"] = 0
+        return table
+
+
+def peril_correlation_table(model_settings: Mapping | None) -> pd.DataFrame | None:
+    """Peril -> correlation group and values from model settings, or None without correlations.
+
+    Supported perils (``lookup_settings.supported_perils``, each with an optional
+    ``peril_correlation_group``, default 0) are joined to ``correlation_settings`` (top
+    level, or under ``model_settings``) on ``peril_correlation_group``.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        Columns ``peril_id``, ``peril_correlation_group``, ``damage_correlation_value``,
+        ``hazard_correlation_value``; None when no correlation settings are defined.
+    """
+    if not model_settings:
+        return None
+    settings = model_settings.get("model_settings", {}).get("correlation_settings",
+                                                            model_settings.get("correlation_settings", []))
+    if not isinstance(settings, list) or not settings:
+        return None
+    supported = model_settings.get("lookup_settings", {}).get("supported_perils", [])
+    perils = pd.DataFrame([{"peril_id": p["id"], "peril_correlation_group": int(p.get("peril_correlation_group", 0))}
+                           for p in supported], columns=["peril_id", "peril_correlation_group"])
+    values = pd.DataFrame(settings)
+    if "peril_correlation_group" not in values.columns:
+        raise ValueError("model settings: correlation_settings entries need a 'peril_correlation_group'. Fix: "
+                         'write e.g. {"peril_correlation_group": 1, "damage_correlation_value": 0.7}.')
+    values["peril_correlation_group"] = values["peril_correlation_group"].astype(int)
+    for column in ("damage_correlation_value", "hazard_correlation_value"):
+        values[column] = values[column].astype(float) if column in values.columns else 0.0
+    if values["peril_correlation_group"].duplicated().any():
+        raise ValueError("model settings: a peril_correlation_group appears twice in correlation_settings. Fix: "
+                         "give each group one entry.")
+    table = perils.merge(values[["peril_correlation_group", "damage_correlation_value", "hazard_correlation_value"]],
+                         on="peril_correlation_group")
+    return table if len(table) else None
+
+
+def _group_fields(requested: Sequence[str] | None, location_columns, correlated: bool) -> list[str]:
+    """Damage/hazard group columns: the requested ones that exist (unique), plus the correlation group."""
+    fields = list(dict.fromkeys(requested or DEFAULT_GROUP_FIELDS))
+    usable = [f for f in fields if f in location_columns or f in _ITEM_GROUP_FIELDS]
+    for missing in set(fields) - set(usable):
+        warnings.warn(f"group column {missing!r} is neither a location column nor an item column; ignored",
+                      stacklevel=3)
+    if correlated and "peril_correlation_group" not in usable:
+        usable.append("peril_correlation_group")
+    return usable
+
+
+def group_hash(frame: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
+    """The reference's group id: hash of the lower-cased, sorted ``fields`` of every row, >> 33, as uint32.
+
+    Text columns are hashed as Python strings whatever their pandas dtype (a category of
+    strings hashes like its values), so ids do not depend on how the frame was loaded.
+    """
+    renamed = {f: f.lower() for f in fields}
+    columns = {}
+    for field in sorted(fields, key=lambda f: renamed[f]):
+        values = frame[field]
+        if isinstance(values.dtype, pd.CategoricalDtype | pd.StringDtype) or values.dtype == object:
+            values = values.astype(str).astype(object)
+        columns[renamed[field]] = values.to_numpy()
+    table = pd.DataFrame(columns)[sorted(columns)]
+    return (pd.util.hash_pandas_object(table, index=False).to_numpy() >> np.uint64(33)).astype(np.uint32)
+
+
+def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settings: Mapping | None = None,
+                     damage_group_fields: Sequence[str] | None = None,
+                     hazard_group_fields: Sequence[str] | None = None,
+                     do_disaggregation: bool = True) -> GulInputs:
+    """Build the GUL items (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    location : pandas.DataFrame
+        OED locations with ``loc_id`` (see :func:`perilflow.kernel.oed.load_exposure`).
+    keys : pandas.DataFrame
+        Lookup keys: ``loc_id``, ``peril_id``, ``coverage_type`` (or ``coverage_type_id``),
+        ``area_peril_id`` (or ``areaperil_id``), ``vulnerability_id`` and optionally
+        ``amplification_id``; with a ``status`` column only ``success`` rows are used.
+    model_settings : mapping, optional
+        Model settings; ``correlation_settings`` turns correlations on and
+        ``data_settings.damage_group_fields`` / ``hazard_group_fields`` choose the group columns.
+    damage_group_fields, hazard_group_fields : sequence of str, optional
+        Override the group columns (default: the model settings', else PortNumber, AccNumber, LocNumber).
+    do_disaggregation : bool, default True
+        Split locations with ``NumberOfBuildings`` > 1 into one item per building.
+
+    Returns
+    -------
+    GulInputs
+
+    Raises
+    ------
+    ValueError
+        If a required column is missing, no key matches a location, or no item has a positive TIV.
+    """
+    if "loc_id" not in location.columns:
+        raise ValueError("location has no 'loc_id' column. Fix: load it with perilflow.kernel.oed.load_exposure.")
+    keys = _prepare_keys(keys)
+    correlation_table = peril_correlation_table(model_settings)
+    correlated = correlation_table is not None
+    data_settings = (model_settings or {}).get("data_settings", {}) or {}
+    damage_fields = _group_fields(damage_group_fields or data_settings.get("damage_group_fields"),
+                                  location.columns, correlated)
+    hazard_fields = _group_fields(hazard_group_fields or data_settings.get("hazard_group_fields"),
+                                  location.columns, correlated)
+
+    sites = _insured_sites(location, damage_fields + hazard_fields)
+    tiv_columns = [c for c in TIV_COLUMNS.values() if c in sites.columns]
+    items = keys.merge(sites, on="loc_id", how="inner", suffixes=("", "_location"))
+    if items.empty:
+        raise ValueError("no key matches a location with a positive TIV (keys and locations share no loc_id). "
+                         "Fix: run the lookup on these locations, and check their TIV columns.")
+    if do_disaggregation:
+        buildings = np.maximum(1, items["NumberOfBuildings"].to_numpy(dtype=float))
+        items[tiv_columns] = items[tiv_columns].div(buildings, axis=0)
+    items["tiv"] = _item_tiv(items, tiv_columns)
+    items = items[items["tiv"] > 0]
+    if items.empty:
+        raise ValueError("every item has a zero TIV. Fix: give the locations a positive BuildingTIV, OtherTIV, "
+                         "ContentsTIV or BITIV for the coverage types the lookup returns.")
+    items = _split_buildings(items, do_disaggregation)
+
+    items["item_id"] = items.groupby(["loc_id", "peril_id", "coverage_type_id", "building_id"], sort=False,
+                                     observed=True).ngroup().to_numpy(np.int64) + 1
+    items["coverage_id"] = items.groupby(["loc_id", "building_id", "coverage_type_id"], sort=False,
+                                         observed=True).ngroup().to_numpy(np.int64) + 1
+    if correlated:
+        items = items.merge(correlation_table, on="peril_id", how="inner")
+        if items.empty:
+            raise ValueError("model settings: no item peril is in lookup_settings.supported_perils. Fix: list the "
+                             "model's perils (with their peril_correlation_group) in supported_perils.")
+    else:
+        items[["peril_correlation_group", "damage_correlation_value", "hazard_correlation_value"]] = 0
+    items["group_id"] = group_hash(items, damage_fields)
+    items["hazard_group_id"] = group_hash(items, hazard_fields)
+
+    columns = (["loc_id", "PortNumber", "AccNumber", "LocNumber", "loc_idx", "peril_id", "coverage_type_id", "tiv",
+                "areaperil_id", "vulnerability_id"]
+               + [c for c in _OPTIONAL_KEY_COLUMNS if c in items.columns]
+               + ["group_id", "coverage_id", "item_id", "building_id", "risk_id", "NumberOfBuildings",
+                  "NumberOfRisks", "IsAggregate", "LocPeril"] + tiv_columns
+               + ["peril_correlation_group", "damage_correlation_value", "hazard_group_id",
+                  "hazard_correlation_value"])
+    frame = (items[[c for c in columns if c in items.columns]]
+             .drop_duplicates("item_id")
+             .sort_values("item_id", kind="stable")
+             .reset_index(drop=True))
+    return GulInputs(frame=frame, correlated=correlated)
+
+
+def _prepare_keys(keys: pd.DataFrame) -> pd.DataFrame:
+    """Successful keys with the item column names (coverage_type_id, areaperil_id)."""
+    keys = keys.rename(columns={k: v for k, v in _KEY_RENAMES.items() if k in keys.columns})
+    if "status" in keys.columns:
+        keys = keys[keys["status"] == "success"]
+    required = ["loc_id", "peril_id", "coverage_type_id", "areaperil_id", "vulnerability_id"]
+    missing = [c for c in required if c not in keys.columns]
+    if missing:
+        raise ValueError(f"keys lack column(s) {', '.join(missing)}. Fix: give keys with loc_id, peril_id, "
+                         "coverage_type, area_peril_id and vulnerability_id (as the lookup returns them).")
+    keep = required + [c for c in _OPTIONAL_KEY_COLUMNS if c in keys.columns]
+    keys = keys[keep].reset_index(drop=True)
+    keys["peril_id"] = keys["peril_id"].astype(str)
+    keys["coverage_type_id"] = keys["coverage_type_id"].astype(np.int64)
+    return keys
+
+
+def _insured_sites(location: pd.DataFrame, group_fields: Sequence[str]) -> pd.DataFrame:
+    """One row per loc_id (first row wins) of the locations with a non-zero TIV, with the columns items need."""
+    sites = location.copy()
+    sites["loc_idx"] = np.arange(len(sites), dtype=np.int64)
+    sites["IsAggregate"] = (sites["IsAggregate"].fillna(0) if "IsAggregate" in sites else 0)
+    sites["NumberOfBuildings"] = (sites["NumberOfBuildings"].fillna(1) if "NumberOfBuildings" in sites else 1)
+    tiv_columns = [c for c in TIV_COLUMNS.values() if c in sites.columns]
+    if not tiv_columns:
+        raise ValueError("location has no TIV column. Fix: add BuildingTIV, OtherTIV, ContentsTIV and/or BITIV.")
+    sites[tiv_columns] = sites[tiv_columns].astype(float).fillna(0.0)
+    sites = sites[(sites[tiv_columns] != 0).any(axis=1)]
+    wanted = ["loc_id", "PortNumber", "AccNumber", "LocNumber", "NumberOfBuildings", "IsAggregate", "LocPeril",
+              "loc_idx", *tiv_columns]
+    wanted += [f for f in group_fields if f not in wanted and f not in _ITEM_GROUP_FIELDS]
+    return sites[[c for c in dict.fromkeys(wanted) if c in sites.columns]].drop_duplicates("loc_id")
+
+
+def _item_tiv(items: pd.DataFrame, tiv_columns: Sequence[str]) -> np.ndarray:
+    """TIV of each item's coverage type (0 where the location has no column for it)."""
+    tiv = np.zeros(len(items))
+    coverage_type = items["coverage_type_id"].to_numpy()
+    for coverage, column in TIV_COLUMNS.items():
+        if column in tiv_columns:
+            chosen = coverage_type == coverage
+            tiv[chosen] = items[column].to_numpy(dtype=float)[chosen]
+    return tiv
+
+
+def _split_buildings(items: pd.DataFrame, do_disaggregation: bool) -> pd.DataFrame:
+    """Repeat each item for building_id 1..NumberOfBuildings; set risk_id and NumberOfRisks."""
+    if do_disaggregation:
+        counts = np.maximum(1, items["NumberOfBuildings"].to_numpy(dtype=float)).astype(np.int64)
+        items = items.iloc[np.repeat(np.arange(len(items)), counts)].reset_index(drop=True)
+        starts = np.repeat(np.cumsum(counts) - counts, counts)
+        items["building_id"] = np.arange(len(items)) - starts + 1
+    else:
+        items = items.reset_index(drop=True)
+        items["building_id"] = 1
+    aggregate = items["IsAggregate"].to_numpy() != 0
+    items["risk_id"] = np.where(aggregate, items["building_id"], 1)
+    risks = np.where(aggregate, items["NumberOfBuildings"].to_numpy(dtype=float), 1.0)
+    items["NumberOfRisks"] = np.where(risks == 0, 1.0, risks)
+    return items
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_frame_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv) -> Path:
+    """Write a DataFrame as CSV atomically: to a temporary name in the same folder, then renamed."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        frame.to_csv(temporary, index=False, lineterminator="\n", **to_csv)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_gul_inputs(gul: GulInputs, output_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write items.csv, coverages.csv, gul_summary_map.csv (and correlations.csv, amplifications.csv).
+
+    Parameters
+    ----------
+    gul : GulInputs
+        The items, from :func:`build_gul_inputs`.
+    output_dir : str or os.PathLike
+        Folder to write into (created if missing).
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        File stem -> path written.
+    """
+    from perilflow.kernel.oasis.dtypes import COVERAGES_DTYPE, ITEMS_DTYPE
+    from perilflow.kernel.oasis.files import write_csv
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {
+        "items": write_csv(out / "items.csv", _records(gul.items, ITEMS_DTYPE), "items"),
+        "coverages": write_csv(out / "coverages.csv", _records(gul.coverages, COVERAGES_DTYPE), "coverages"),
+        "gul_summary_map": write_frame_csv(out / "gul_summary_map.csv", gul.gul_summary_map),
+    }
+    if gul.correlated:
+        written["correlations"] = write_frame_csv(out / "correlations.csv", gul.correlations, float_format="%.6f")
+    if "amplification_id" in gul.frame.columns:
+        written["amplifications"] = write_frame_csv(out / "amplifications.csv",
+                                                    gul.frame[["item_id", "amplification_id"]])
+    return written
+
+
+def _records(frame: pd.DataFrame, dtype: np.dtype) -> np.ndarray:
+    """Copy the dtype's columns of ``frame`` into a structured array (types cast on write)."""
+    out = np.empty(len(frame), dtype=[(name, np.float64 if dtype.fields[name][0].kind == "f" else np.int64)
+                                      for name in dtype.names])
+    for name in dtype.names:
+        out[name] = frame[name].to_numpy()
+    return out
