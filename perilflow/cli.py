@@ -16,9 +16,20 @@ EXIT_BAD_INPUT = 2
 
 
 def _fm_run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from perilflow.kernel.fm.run import fm_run
+
+    written = fm_run(
+        Path(args.input_dir), Path(args.output_dir), _loss_factors(args),
+        alloc_il=args.alloc_il, alloc_ri=args.alloc_ri,
+        factor_column=True if args.loss_factors_file else None, with_ri=not args.skip_ri,
+    )
+    for name, path in written.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _loss_factors(args: argparse.Namespace) -> list[float]:
+    import pandas as pd
 
     factors = list(args.loss_factor or [])
     if args.loss_factors_file:
@@ -26,15 +37,28 @@ def _fm_run(args: argparse.Namespace) -> int:
         if "loss_factor" not in frame.columns:
             raise ValueError(f"{args.loss_factors_file}: no 'loss_factor' column; the file needs a header loss_factor")
         factors += frame["loss_factor"].astype(float).tolist()
-    if not factors:
-        factors = [1.0]
-    written = fm_run(
-        Path(args.input_dir), Path(args.output_dir), factors,
-        alloc_il=args.alloc_il, alloc_ri=args.alloc_ri,
-        factor_column=True if args.loss_factors_file else None, with_ri=not args.skip_ri,
+    return factors or [1.0]
+
+
+def _exposure_run(args: argparse.Namespace) -> int:
+    from perilflow.kernel.inputs.exposure_run import exposure_run
+
+    written = exposure_run(
+        args.location, args.account, args.output_dir, ri_info=args.ri_info, ri_scope=args.ri_scope,
+        peril=args.peril or "WTC", loss_factors=_loss_factors(args),
+        allow_duplicate_locations=args.allow_duplicate_locations,
     )
-    for name, path in written.items():
-        print(f"{name}: {path}")
+    for name in ("guls", "ils", "rils", "loc_summary"):
+        if name in written:
+            print(f"{name}: {written[name]}")
+    return 0
+
+
+def _generate_files(args: argparse.Namespace) -> int:
+    from perilflow.kernel.inputs.generate import generate_files
+
+    written = generate_files(args.config, args.output_dir)
+    print(f"{len(written)} files and folders written to {args.output_dir}")
     return 0
 
 
@@ -72,6 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--alloc-ri", type=int, default=3, choices=(0, 1, 2, 3), help="RI allocation rule (default 3)")
     fm.add_argument("--skip-ri", action="store_true", help="ignore ri_layers.json (insured losses only)")
     fm.set_defaults(func=_fm_run)
+
+    exp = sub.add_parser(
+        "exposure-run",
+        help="OED exposure -> deterministic lookup -> Oasis files -> losses per location (reference: exposure run)",
+    )
+    exp.add_argument("--location", required=True, help="OED location file (csv or parquet)")
+    exp.add_argument("--account", required=True, help="OED account file (csv or parquet)")
+    exp.add_argument("--ri-info", help="OED reinsurance info file (with --ri-scope)")
+    exp.add_argument("--ri-scope", help="OED reinsurance scope file (with --ri-info)")
+    exp.add_argument("--peril", action="append", metavar="CODE",
+                     help="OED peril or peril group the deterministic model covers (repeatable; default WTC)")
+    exp.add_argument("--loss-factor", type=float, action="append", metavar="F",
+                     help="ground-up loss as a fraction of TIV (repeat for several samples; default 1.0)")
+    exp.add_argument("--loss-factors-file", metavar="CSV", help="csv with a loss_factor column")
+    exp.add_argument("--allow-duplicate-locations", action="store_true",
+                     help="accept a location listed twice in its account with different values (first row used)")
+    exp.add_argument("--output-dir", required=True, help="folder for input/, guls/ils/rils.csv and loc_summary.csv")
+    exp.set_defaults(func=_exposure_run)
+
+    gen = sub.add_parser("generate-files", help="OED exposure + the model's lookup -> Oasis input files (MDK config)")
+    gen.add_argument("--config", required=True, help="MDK configuration file (oasislmf.json)")
+    gen.add_argument("--output-dir", required=True, help="folder for the Oasis input files")
+    gen.set_defaults(func=_generate_files)
 
     conv = sub.add_parser("convert", help="convert an Oasis input file between csv and bin (by extension)")
     conv.add_argument("src", help="source file, .csv or .bin")

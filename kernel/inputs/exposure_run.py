@@ -28,21 +28,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from perilflow.kernel.inputs.gul import build_gul_inputs, write_frame_csv, write_gul_inputs
-from perilflow.kernel.inputs.il import build_il_inputs, prepare_account, write_il_inputs
+from perilflow.kernel.inputs.generate import write_oasis_files
+from perilflow.kernel.inputs.gul import write_frame_csv
 from perilflow.kernel.lookup.deterministic import deterministic_keys
 from perilflow.kernel.oed import load_exposure
 
-__all__ = ["ReinsuranceUnavailableError", "exposure_run", "location_summary"]
+__all__ = ["exposure_run", "location_summary"]
 
 PathOrFrame = str | os.PathLike | pd.DataFrame
 LOCATION_KEYS = ["PortNumber", "AccNumber", "LocNumber"]
 KEYS_HEADER = {"loc_id": "LocID", "peril_id": "PerilID", "coverage_type": "CoverageTypeID",
                "area_peril_id": "AreaPerilID", "vulnerability_id": "VulnerabilityID"}
-
-
-class ReinsuranceUnavailableError(ValueError):
-    """Reinsurance files were given but this installation cannot generate reinsurance inputs yet."""
 
 
 def exposure_run(location: PathOrFrame, account: PathOrFrame, output_dir: str | os.PathLike, ri_info=None,
@@ -79,8 +75,6 @@ def exposure_run(location: PathOrFrame, account: PathOrFrame, output_dir: str | 
     ------
     OedValidationError
         If the OED files have fatal problems.
-    ReinsuranceUnavailableError
-        If RI files are given and the reinsurance input generation is not installed.
     ValueError
         For other user errors (no loss factor, only one RI file, terms without calcrule, ...).
     """
@@ -92,7 +86,6 @@ def exposure_run(location: PathOrFrame, account: PathOrFrame, output_dir: str | 
     if (ri_info is None) != (ri_scope is None):
         raise ValueError("only one reinsurance file was given. Fix: give both --ri-info and --ri-scope, or neither.")
     with_ri = ri_info is not None
-    write_ri_inputs = _ri_writer() if with_ri else None
     perils = [peril] if isinstance(peril, str) else list(peril)
 
     exposure = load_exposure(location, account, ri_info, ri_scope,
@@ -100,58 +93,19 @@ def exposure_run(location: PathOrFrame, account: PathOrFrame, output_dir: str | 
     out = Path(output_dir)
     input_dir = out / "input"
     input_dir.mkdir(parents=True, exist_ok=True)
-    _clear_stale_inputs(input_dir, with_ri)
-    written: dict[str, Path] = {"input": input_dir}
-
     keys = deterministic_keys(exposure.location, perils)
     if keys.empty:
         raise ValueError(f"no location covers the peril(s) {', '.join(perils)} (LocPerilsCovered). Fix: choose "
                          "a peril the locations cover, or add it to their LocPerilsCovered.")
+    written: dict[str, Path] = {"input": input_dir}
     written["keys"] = write_frame_csv(input_dir / "keys.csv", keys.rename(columns=KEYS_HEADER))
-    gul = build_gul_inputs(exposure.location, keys)
-    written.update(write_gul_inputs(gul, input_dir))
-    accounts = prepare_account(exposure.account)
-    il = build_il_inputs(gul, exposure.location, accounts)
-    written.update(write_il_inputs(il, input_dir))
-    if with_ri:
-        passes = write_ri_inputs(input_dir, exposure.ri_info, exposure.ri_scope, exposure.location, accounts,
-                                 il.fm_summary_map)
-        written["ri_layers"] = input_dir / "ri_layers.json"
-        for ri_pass in passes:
-            written[f"RI_{ri_pass.number}"] = Path(ri_pass.directory)
+    written.update(write_oasis_files(exposure, keys, input_dir))
 
     losses = fm_run(input_dir, out, factors, factor_column=len(factors) > 1, with_ri=with_ri)
     written.update(losses)
     summary = location_summary(losses["guls"], losses["ils"], losses.get("rils"), input_dir / "fm_summary_map.csv")
     written["loc_summary"] = write_frame_csv(out / "loc_summary.csv", summary)
     return written
-
-
-#: Oasis files that fm-run would read in preference to, or besides, the CSV files written here.
-_STALE_FILES = ("items.bin", "coverages.bin", "fm_programme.bin", "fm_policytc.bin", "fm_profile.bin",
-                "fm_profile_step.bin", "fm_profile_step.csv", "fm_xref.bin")
-
-
-def _clear_stale_inputs(input_dir: Path, with_ri: bool) -> None:
-    """Remove files of an earlier run that would be read instead of (or with) the new CSV files."""
-    for name in _STALE_FILES:
-        (input_dir / name).unlink(missing_ok=True)
-    if not with_ri:
-        (input_dir / "ri_layers.json").unlink(missing_ok=True)
-
-
-def _ri_writer():
-    """The reinsurance input writer, or a clear error while it is not installed."""
-    try:
-        from perilflow.kernel.inputs.ri import write_ri_inputs
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("perilflow.kernel.inputs.ri",):
-            raise
-        raise ReinsuranceUnavailableError(
-            "reinsurance inputs not available: this installation cannot generate RI files from ri_info/ri_scope "
-            "yet (module perilflow.kernel.inputs.ri is missing). Fix: run without the reinsurance files for gross "
-            "and insured losses, or update Perilflow.") from None
-    return write_ri_inputs
 
 
 def location_summary(guls: str | os.PathLike, ils: str | os.PathLike, rils: str | os.PathLike | None,

@@ -20,14 +20,13 @@ its 102; those locations are compared with the fresh results of the same unit ca
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from perilflow.kernel.inputs.exposure_run import ReinsuranceUnavailableError, exposure_run
+from perilflow.kernel.inputs.exposure_run import exposure_run
 from perilflow.kernel.oed import OedValidationError
 from tests.conftest import require_shared
 
@@ -204,9 +203,3 @@ def test_one_reinsurance_file_alone_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="give both --ri-info and --ri-scope"):
         exposure_run(LOCATION, ACCOUNT, tmp_path, ri_info=pd.DataFrame({"ReinsNumber": [1]}))
 
-
-def test_reinsurance_without_the_ri_module_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "perilflow.kernel.inputs.ri", None)
-    with pytest.raises(ReinsuranceUnavailableError, match="reinsurance inputs not available"):
-        exposure_run(LOCATION, ACCOUNT, tmp_path / "out", ri_info=pd.DataFrame(), ri_scope=pd.DataFrame())
-    assert not (tmp_path / "out").exists()
