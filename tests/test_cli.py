@@ -1,0 +1,51 @@
+"""The perilflow command as a user runs it: help everywhere, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import require_shared
+
+EXE = Path(sys.executable).with_name("perilflow")
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "perilflow.cli"]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", [[], ["fm-run"], ["exposure-run"], ["generate-files"], ["convert"]])
+def test_help_everywhere(command: list[str]) -> None:
+    done = run(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "usage: perilflow" in done.stdout
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    assert run("no-such-command").returncode == 2
+
+
+@pytest.mark.reference
+def test_exposure_run_with_reinsurance(tmp_path: Path) -> None:
+    suite = require_shared("fm-validation/reinsurance4")
+    done = run("exposure-run", "--location", str(suite / "location.csv"), "--account", str(suite / "account.csv"),
+               "--ri-info", str(suite / "ri_info.csv"), "--ri-scope", str(suite / "ri_scope.csv"),
+               "--output-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    summary = pd.read_csv(tmp_path / "loc_summary.csv")
+    assert list(summary.columns) == ["PortNumber", "AccNumber", "LocNumber", "loss_gul", "loss_il", "loss_ri"]
+    assert (summary["loss_ri"] <= summary["loss_il"] + 1e-6).all()
+
+
+def test_missing_file_is_one_line_with_the_fix(tmp_path: Path) -> None:
+    done = run("exposure-run", "--location", str(tmp_path / "nope.csv"), "--account", str(tmp_path / "a.csv"),
+               "--output-dir", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "nope.csv" in done.stderr and "Fix" in done.stderr
+    assert not (tmp_path / "out").exists()
