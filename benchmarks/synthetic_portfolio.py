@@ -46,6 +46,7 @@ def make_portfolio(shared: Path, n_locations: int, seed: int = 20261122, locatio
     loc["LocLimit6All"] = np.where(rng.random(n_locations) < 0.5,
                                    np.round((loc["BuildingTIV"] + loc["ContentsTIV"]) * rng.uniform(0.5, 0.9), -2), 0)
     loc["LocLimitType6All"] = 0
+    loc["LocPeril"] = "WW1"
     loc = loc.drop(columns=["BuildingID", "StreetAddress"], errors="ignore")
 
     accounts = np.arange(n_acc)

@@ -57,7 +57,7 @@ def _exposure_run(args: argparse.Namespace) -> int:
 def _generate_files(args: argparse.Namespace) -> int:
     from perilflow.kernel.inputs.generate import generate_files
 
-    written = generate_files(args.config, args.output_dir)
+    written = generate_files(args.config, args.output_dir, "csv" if args.csv else "bin")
     print(f"{len(written)} files and folders written to {args.output_dir}")
     return 0
 
@@ -118,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen = sub.add_parser("generate-files", help="OED exposure + the model's lookup -> Oasis input files (MDK config)")
     gen.add_argument("--config", required=True, help="MDK configuration file (oasislmf.json)")
     gen.add_argument("--output-dir", required=True, help="folder for the Oasis input files")
+    gen.add_argument("--csv", action="store_true", help="write csv files instead of Oasis .bin files")
     gen.set_defaults(func=_generate_files)
 
     conv = sub.add_parser("convert", help="convert an Oasis input file between csv and bin (by extension)")

@@ -24,13 +24,17 @@ from perilflow.kernel.oed import Exposure, load_exposure
 __all__ = ["generate_files", "write_oasis_files"]
 
 #: Oasis files a reader would take in preference to (or together with) the csv files written here
-_STALE_FILES = ("items.bin", "coverages.bin", "fm_programme.bin", "fm_policytc.bin", "fm_profile.bin",
-                "fm_profile_step.bin", "fm_profile_step.csv", "fm_xref.bin", "correlations.bin", "correlations.csv")
+_STALE_FILES = tuple(f"{name}.{ext}" for name in ("items", "coverages", "fm_programme", "fm_policytc", "fm_profile",
+                                                  "fm_profile_step", "fm_xref", "correlations")
+                     for ext in ("bin", "csv"))
 
 
 def write_oasis_files(exposure: Exposure, keys: pd.DataFrame, input_dir: str | os.PathLike, *,
-                      model_settings: Mapping | None = None) -> dict[str, Path]:
+                      model_settings: Mapping | None = None, file_format: str = "csv") -> dict[str, Path]:
     """Write the GUL, IL and (when the exposure has reinsurance) RI input files for ``keys``.
+
+    ``file_format`` ("csv" or "bin") is the format of items, coverages and the fm files of
+    the insurance pass; summary maps and the RI passes are csv.
 
     Files of an earlier generation in ``input_dir`` that would be read instead of the new ones
     (``.bin`` twins, old ``RI_n`` folders) are removed first.
@@ -51,10 +55,10 @@ def write_oasis_files(exposure: Exposure, keys: pd.DataFrame, input_dir: str | o
 
     written: dict[str, Path] = {}
     gul = build_gul_inputs(exposure.location, keys, model_settings=model_settings)
-    written.update(write_gul_inputs(gul, input_dir))
+    written.update(write_gul_inputs(gul, input_dir, file_format))
     accounts = prepare_account(exposure.account)
     il = build_il_inputs(gul, exposure.location, accounts)
-    written.update(write_il_inputs(il, input_dir))
+    written.update(write_il_inputs(il, input_dir, file_format))
     if exposure.ri_info is not None and exposure.ri_scope is not None:
         passes = write_ri_inputs(input_dir, exposure.ri_info, exposure.ri_scope, exposure.location, accounts,
                                  il.fm_summary_map)
@@ -63,8 +67,11 @@ def write_oasis_files(exposure: Exposure, keys: pd.DataFrame, input_dir: str | o
     return written
 
 
-def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.PathLike) -> dict[str, Path]:
+def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.PathLike,
+                   file_format: str = "bin") -> dict[str, Path]:
     """Generate the Oasis input files described by an MDK configuration file.
+
+    ``file_format`` "bin" (default, as the reference) writes the Oasis binary files, "csv" csv files.
 
     The exposure comes from ``oed_location_csv`` / ``oed_accounts_csv`` (and the RI files when
     given), the keys from the model's lookup (``lookup_config_json``, data in ``lookup_data_dir``),
@@ -92,5 +99,6 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
     out.mkdir(parents=True, exist_ok=True)
     written = {"keys": write_keys(out / "keys.csv", keys), "keys_errors": write_keys_errors(out / "keys-errors.csv",
                                                                                             errors)}
-    written.update(write_oasis_files(exposure, keys, out, model_settings=config.model_settings()))
+    written.update(write_oasis_files(exposure, keys, out, model_settings=config.model_settings(),
+                                     file_format=file_format))
     return written

@@ -347,8 +347,8 @@ def write_frame_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv) -> P
     return path
 
 
-def write_gul_inputs(gul: GulInputs, output_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write items.csv, coverages.csv, gul_summary_map.csv (and correlations.csv, amplifications.csv).
+def write_gul_inputs(gul: GulInputs, output_dir: str | os.PathLike, file_format: str = "csv") -> dict[str, Path]:
+    """Write items, coverages, gul_summary_map.csv (and correlations.csv, amplifications.csv).
 
     Parameters
     ----------
@@ -356,6 +356,9 @@ def write_gul_inputs(gul: GulInputs, output_dir: str | os.PathLike) -> dict[str,
         The items, from :func:`build_gul_inputs`.
     output_dir : str or os.PathLike
         Folder to write into (created if missing).
+    file_format : {"csv", "bin"}
+        Format of items and coverages: csv, or the Oasis binary files (as the reference writes
+        them by default; much faster to write and read). Summary maps are always csv.
 
     Returns
     -------
@@ -363,13 +366,20 @@ def write_gul_inputs(gul: GulInputs, output_dir: str | os.PathLike) -> dict[str,
         File stem -> path written.
     """
     from perilflow.kernel.oasis.dtypes import COVERAGES_DTYPE, ITEMS_DTYPE
-    from perilflow.kernel.oasis.files import write_csv
+    from perilflow.kernel.oasis.files import write_bin, write_csv
 
+    if file_format not in ("csv", "bin"):
+        raise ValueError(f"file_format must be 'csv' or 'bin', got {file_format!r}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if file_format == "bin":
+        tables = {"items": write_bin(out / "items.bin", _records(gul.items, ITEMS_DTYPE), "items"),
+                  "coverages": write_bin(out / "coverages.bin", _records(gul.coverages, COVERAGES_DTYPE), "coverages")}
+    else:
+        tables = {"items": write_csv(out / "items.csv", _records(gul.items, ITEMS_DTYPE), "items"),
+                  "coverages": write_csv(out / "coverages.csv", _records(gul.coverages, COVERAGES_DTYPE), "coverages")}
     written = {
-        "items": write_csv(out / "items.csv", _records(gul.items, ITEMS_DTYPE), "items"),
-        "coverages": write_csv(out / "coverages.csv", _records(gul.coverages, COVERAGES_DTYPE), "coverages"),
+        **tables,
         "gul_summary_map": write_frame_csv(out / "gul_summary_map.csv", gul.gul_summary_map),
     }
     if gul.correlated:

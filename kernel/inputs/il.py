@@ -1069,8 +1069,11 @@ def _add_account_index(items: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFr
 # --------------------------------------------------------------------------- writing
 
 
-def write_il_inputs(il: IlInputs, output_dir: str | os.PathLike) -> dict[str, Path]:
-    """Write fm_programme.csv, fm_policytc.csv, fm_profile.csv, fm_xref.csv and fm_summary_map.csv.
+def write_il_inputs(il: IlInputs, output_dir: str | os.PathLike, file_format: str = "csv") -> dict[str, Path]:
+    """Write fm_programme, fm_policytc, fm_profile, fm_xref and fm_summary_map.csv.
+
+    ``file_format`` is ``"csv"`` or ``"bin"`` (the Oasis binary files, as the reference writes
+    them by default; a stepped profile is then ``fm_profile_step.bin``); the summary map is csv.
 
     ``fm_profile.csv`` has the step columns when step policies are present (as the
     reference writes it). Every file is written under a temporary name, then renamed.
@@ -1080,18 +1083,28 @@ def write_il_inputs(il: IlInputs, output_dir: str | os.PathLike) -> dict[str, Pa
     dict of str to pathlib.Path
         File stem -> path written.
     """
-    from perilflow.kernel.oasis.files import write_csv
+    from perilflow.kernel.oasis.files import write_bin, write_csv
 
+    if file_format not in ("csv", "bin"):
+        raise ValueError(f"file_format must be 'csv' or 'bin', got {file_format!r}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     profile_layout = "fm_profile_step" if il.stepped else "fm_profile"
-    return {
-        "fm_programme": write_csv(out / "fm_programme.csv", _records(il.fm_programme), "fm_programme"),
-        "fm_policytc": write_csv(out / "fm_policytc.csv", _records(il.fm_policytc), "fm_policytc"),
-        "fm_profile": write_csv(out / "fm_profile.csv", _records(il.fm_profile), profile_layout),
-        "fm_xref": write_csv(out / "fm_xref.csv", _records(il.fm_xref), "fm_xref"),
-        "fm_summary_map": write_frame_csv(out / "fm_summary_map.csv", il.fm_summary_map),
-    }
+    if file_format == "bin":
+        tables = {
+            "fm_programme": write_bin(out / "fm_programme.bin", _records(il.fm_programme), "fm_programme"),
+            "fm_policytc": write_bin(out / "fm_policytc.bin", _records(il.fm_policytc), "fm_policytc"),
+            "fm_profile": write_bin(out / f"{profile_layout}.bin", _records(il.fm_profile), profile_layout),
+            "fm_xref": write_bin(out / "fm_xref.bin", _records(il.fm_xref), "fm_xref"),
+        }
+    else:
+        tables = {
+            "fm_programme": write_csv(out / "fm_programme.csv", _records(il.fm_programme), "fm_programme"),
+            "fm_policytc": write_csv(out / "fm_policytc.csv", _records(il.fm_policytc), "fm_policytc"),
+            "fm_profile": write_csv(out / "fm_profile.csv", _records(il.fm_profile), profile_layout),
+            "fm_xref": write_csv(out / "fm_xref.csv", _records(il.fm_xref), "fm_xref"),
+        }
+    return {**tables, "fm_summary_map": write_frame_csv(out / "fm_summary_map.csv", il.fm_summary_map)}
 
 
 def _records(frame: pd.DataFrame) -> np.ndarray:

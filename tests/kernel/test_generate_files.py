@@ -54,7 +54,7 @@ def losses_by_key(folder: Path, out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 @pytest.mark.parametrize("size", ["loc10", "loc12598"])
 def test_piwind_inputs_equal_the_reference(size: str, tmp_path: Path) -> None:
     piwind = require_shared("piwind")
-    written = generate_files(piwind / f"oasislmf_{size}.json", tmp_path / "ours")
+    written = generate_files(piwind / f"oasislmf_{size}.json", tmp_path / "ours", file_format="csv")
     ours, ref = tmp_path / "ours", piwind / "expected-inputs" / size
 
     keys = ["LocID", "PerilID", "CoverageTypeID", "AreaPerilID", "VulnerabilityID"]
