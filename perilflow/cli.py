@@ -62,6 +62,47 @@ def _generate_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    from perilflow.kernel.inputs.generate import generate_files
+    from perilflow.kernel.losses import generate_losses_chunk, generate_losses_output, prepare_run_directory
+    from perilflow.kernel.mdk import load_mdk_config
+
+    config = load_mdk_config(args.config, require=("model_data_dir",))
+    out = Path(args.output_dir)
+    oasis_dir = Path(args.oasis_files_dir) if args.oasis_files_dir else config.oasis_files_dir
+    if oasis_dir is None:
+        oasis_dir = out / "input"
+        generate_files(config, oasis_dir)
+        print(f"input files: {oasis_dir}")
+    settings_path = args.analysis_settings or config.analysis_settings_json
+    if settings_path is None:
+        raise ValueError(f"{args.config}: no analysis_settings_json; give --analysis-settings")
+    analysis = json.loads(Path(settings_path).read_text())
+    run_dir = out / "run"
+    prepare_run_directory(oasis_dir, run_dir, model_data_dir=config.model_data_dir, analysis_settings=analysis,
+                          model_settings=config.model_settings(), gul_alloc_rule=config.gul_alloc_rule,
+                          il_alloc_rule=config.il_alloc_rule, ri_alloc_rule=config.ri_alloc_rule)
+    n = args.chunks
+    workers = min(n, args.workers or os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(generate_losses_chunk, [run_dir] * n, range(n), [n] * n))
+    else:
+        for i in range(n):
+            generate_losses_chunk(run_dir, i, n)
+    merged = generate_losses_output(run_dir, n)
+    final = out / "output"
+    shutil.rmtree(final, ignore_errors=True)
+    shutil.move(str(merged), final)
+    print(f"outputs: {final} ({len(list(final.iterdir()))} files)")
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from perilflow.kernel.oasis.files import convert
 
@@ -120,6 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--output-dir", required=True, help="folder for the Oasis input files")
     gen.add_argument("--csv", action="store_true", help="write csv files instead of Oasis .bin files")
     gen.set_defaults(func=_generate_files)
+
+    run = sub.add_parser(
+        "run", help="input generation and losses on one machine from an MDK config (as the reference's model run)")
+    run.add_argument("--config", required=True, help="MDK configuration file (oasislmf.json)")
+    run.add_argument("--analysis-settings", help="analysis settings JSON (default: the config's)")
+    run.add_argument("--oasis-files-dir", help="use these Oasis input files instead of generating them")
+    run.add_argument("--chunks", type=int, default=1, help="event chunks (outputs are identical for any number)")
+    run.add_argument("--workers", type=int, help="chunks computed at once (default: the CPU count)")
+    run.add_argument("--output-dir", required=True, help="folder for input/, run/ and output/")
+    run.set_defaults(func=_run)
 
     conv = sub.add_parser("convert", help="convert an Oasis input file between csv and bin (by extension)")
     conv.add_argument("src", help="source file, .csv or .bin")

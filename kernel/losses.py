@@ -1,0 +1,260 @@
+"""The losses stage: a run directory, event chunks, and the merge into ORD outputs.
+
+This is what the Airflow tasks (and ``perilflow run``) call, one function per step:
+
+1. :func:`prepare_run_directory` -- copy the Oasis input files into ``<run>/input`` and
+   resolve every setting once into ``<run>/run_settings.json`` (samples, alloc rules, event
+   set, which perspectives are on, where the model data is);
+2. :func:`generate_losses_chunk` -- events ``chunk i of N``: ground-up sampling, the
+   insured FM, each reinsurance pass, and the mergeable partial ORD results of every
+   perspective into ``<run>/work/chunk-<i>``; in memory, event block by event block;
+3. :func:`generate_losses_output` -- merge every chunk's partial results into ``<run>/output``.
+
+Random numbers are keyed by (event, group) and the merge orders everything by event, so
+the outputs are byte-identical whatever the number of chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+RUN_SETTINGS = "run_settings.json"
+#: loss columns of a record: sidx -5, -4, -3, -2, -1, then samples
+SPECIALS = 5
+#: the FM carries max loss (-5), TIV (-3), mean (-1) and the samples; -4 and -2 are not FM quantities
+FM_COLUMNS_OF_GUL = (0, 2, 4)
+
+_INPUT_FILES = ("items", "coverages", "correlations", "fm_programme", "fm_policytc", "fm_profile", "fm_profile_step",
+                "fm_xref", "gul_summary_map", "fm_summary_map")
+
+
+@dataclass
+class RunSettings:
+    """Everything a chunk needs to know, resolved once by :func:`prepare_run_directory`."""
+
+    model_data_dir: str
+    event_set: str | None
+    occurrence_id: str | None
+    number_of_samples: int
+    gul_alloc_rule: int = 1
+    il_alloc_rule: int = 2
+    ri_alloc_rule: int = 3
+    gul_threshold: float = 0.0
+    random_generator: int = 2
+    seed: int = 0
+    effective_damageability: bool = False
+    gul_output: bool = True
+    il_output: bool = False
+    ri_output: bool = False
+    event_block: int = 256
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunSettings:
+        return cls(**json.loads((Path(run_dir) / RUN_SETTINGS).read_text()))
+
+
+def prepare_run_directory(oasis_files_dir: str | os.PathLike, run_dir: str | os.PathLike, *,
+                          model_data_dir: str | os.PathLike, analysis_settings: dict[str, Any],
+                          model_settings: dict[str, Any] | None = None, gul_alloc_rule: int = 1,
+                          il_alloc_rule: int = 2, ri_alloc_rule: int = 3) -> RunSettings:
+    """Create ``run_dir`` with the input files, the analysis settings and the resolved run settings."""
+    from perilflow.kernel.model.data import select_file_ids
+    from perilflow.kernel.oasis.files import read_ri_layers
+    from perilflow.kernel.outputs.settings import load_analysis_settings
+
+    source = Path(oasis_files_dir)
+    run = Path(run_dir)
+    analysis = load_analysis_settings(analysis_settings)
+    model_settings = model_settings or {}
+    samples = analysis.get("number_of_samples")
+    if samples is None:
+        samples = model_settings.get("model_default_samples")
+    if samples is None or int(samples) < 0:
+        raise ValueError("analysis settings: number_of_samples is missing (and the model gives no "
+                         "model_default_samples); set number_of_samples")
+    event_set, occurrence_id = select_file_ids(analysis, model_settings)
+    has_il = any((source / f"fm_programme.{ext}").exists() for ext in ("bin", "csv"))
+    ri_passes = read_ri_layers(source)
+    settings = RunSettings(
+        model_data_dir=str(Path(model_data_dir).resolve()),
+        event_set=event_set, occurrence_id=occurrence_id, number_of_samples=int(samples),
+        gul_alloc_rule=gul_alloc_rule, il_alloc_rule=il_alloc_rule, ri_alloc_rule=ri_alloc_rule,
+        gul_threshold=float(analysis.get("gul_threshold", 0) or 0),
+        random_generator=int((analysis.get("model_settings") or {}).get("random_generator", 2)),
+        seed=int((analysis.get("model_settings") or {}).get("random_seed", 0) or 0),
+        effective_damageability=bool((analysis.get("model_settings") or {}).get("effective_damageability", False)),
+        gul_output=bool(analysis.get("gul_output", False)),
+        il_output=bool(analysis.get("il_output", False)) and has_il,
+        ri_output=bool(analysis.get("ri_output", False)) and has_il and bool(ri_passes),
+    )
+    if analysis.get("il_output") and not has_il:
+        raise ValueError(f"analysis settings ask for il_output but {source} has no fm files; "
+                         "generate the input files with an account file, or set il_output false")
+    if analysis.get("ri_output") and not ri_passes:
+        raise ValueError(f"analysis settings ask for ri_output but {source} has no ri_layers.json; "
+                         "generate the input files with the reinsurance files, or set ri_output false")
+
+    staging = run.with_name(f".{run.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "input").mkdir(parents=True)
+    for path in source.iterdir():
+        if path.is_file() and path.stem in _INPUT_FILES or path.name == "ri_layers.json":
+            shutil.copy2(path, staging / "input" / path.name)
+    for ri in ri_passes:
+        shutil.copytree(ri.directory, staging / "input" / Path(ri.directory).name)
+    (staging / "analysis_settings.json").write_text(json.dumps(analysis, indent=2))
+    (staging / RUN_SETTINGS).write_text(json.dumps(asdict(settings), indent=2))
+    shutil.rmtree(run, ignore_errors=True)
+    staging.rename(run)
+    return settings
+
+
+def chunk_events(events: np.ndarray, chunk_index: int, n_chunks: int) -> np.ndarray:
+    """Events of chunk ``chunk_index`` (0-based) of ``n_chunks``: contiguous slices of the sorted event ids."""
+    if not 0 <= chunk_index < n_chunks:
+        raise ValueError(f"chunk index {chunk_index} is outside 0..{n_chunks - 1}")
+    return np.array_split(np.sort(np.asarray(events)), n_chunks)[chunk_index]
+
+
+class _Run:
+    """What every event block of a run needs: model, items, FM plans, output specs."""
+
+    def __init__(self, run_dir: Path):
+        from perilflow.kernel.fm.run import load_plan
+        from perilflow.kernel.gul.run import prepare_items, read_gul_inputs
+        from perilflow.kernel.model.data import load_model_data
+        from perilflow.kernel.oasis.files import read_ri_layers
+        from perilflow.kernel.outputs import Occurrence, OutputSpec, OutputStatic
+
+        self.dir = run_dir
+        self.settings = s = RunSettings.read(run_dir)
+        inputs = run_dir / "input"
+        analysis = json.loads((run_dir / "analysis_settings.json").read_text())
+        items, coverages, correlations = read_gul_inputs(inputs)
+        order = np.argsort(items["item_id"], kind="stable")
+        if not np.array_equal(items["item_id"][order], np.arange(1, items.shape[0] + 1)):
+            raise ValueError(f"{inputs}: item ids must be 1..N")
+        self.item_ids = items["item_id"].astype(np.int64)
+        self.model = load_model_data(s.model_data_dir, event_set=s.event_set, occurrence_id=s.occurrence_id,
+                                     vulnerability_ids=np.unique(items["vulnerability_id"]))
+        self.items = prepare_items(self.model, items, coverages, correlations)
+        self.il_plan = load_plan(inputs, s.il_alloc_rule) if (s.il_output or s.ri_output) else None
+        self.ri_plans = ([load_plan(ri.directory, s.ri_alloc_rule, with_items=False) for ri in read_ri_layers(inputs)]
+                         if s.ri_output else [])
+        occ = self.model.occurrence
+        periods = self.model.periods
+        weights = None if periods is None else periods["weighting"].astype(np.float64)
+        self.static = OutputStatic(
+            occurrence=Occurrence.build(occ.records["event_id"], occ.records["period_no"], occ.records["occ_date_id"],
+                                        occ.no_of_periods, occ.granular, weights),
+            return_periods=self.model.return_periods, quantiles=self.model.quantiles,
+            event_rates=self.model.event_rates,
+        )
+        fm_map = inputs / "fm_summary_map.csv"
+        self.specs = {}
+        if s.gul_output:
+            self.specs["gul"] = OutputSpec.from_settings(analysis, "gul", inputs / "gul_summary_map.csv",
+                                                         number_of_samples=s.number_of_samples,
+                                                         xref_map=fm_map if fm_map.exists() else None)
+        if s.il_output:
+            self.specs["il"] = OutputSpec.from_settings(analysis, "il", fm_map, number_of_samples=s.number_of_samples)
+        if s.ri_output:
+            self.specs["ri"] = OutputSpec.from_settings(analysis, "ri", fm_map, number_of_samples=s.number_of_samples)
+        self.specs = {p: spec for p, spec in self.specs.items() if spec.enabled}
+
+    def block(self, event_ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Losses of one event block per perspective: (event_ptr, ids, losses[:, 5 + N])."""
+        from perilflow.kernel.fm.compute import run_fm_events
+        from perilflow.kernel.gul.run import sample_event_block
+
+        s = self.settings
+        event_ptr, item_row, gul = sample_event_block(
+            self.model, self.items, None, event_ids, s.number_of_samples, alloc_rule=s.gul_alloc_rule,
+            effective_damageability=s.effective_damageability, random_generator=s.random_generator,
+            gul_threshold=s.gul_threshold, seed=s.seed)
+        out = {"gul": (event_ptr, self.item_ids[item_row], gul)}
+        if self.il_plan is None:
+            return out
+        fm_in = np.ascontiguousarray(np.concatenate((gul[:, FM_COLUMNS_OF_GUL], gul[:, SPECIALS:]), axis=1))
+        ptr, index, losses = run_fm_events(self.il_plan, event_ptr, item_row, fm_in)
+        ids = self.il_plan.output_id[index].astype(np.int64)
+        out["il"] = (ptr, ids, _with_specials(losses))
+        for plan in self.ri_plans:
+            ptr, index, losses = run_fm_events(plan, ptr, ids - 1, losses, net=True)
+            ids = plan.output_id[index].astype(np.int64)
+        if self.ri_plans:
+            out["ri"] = (ptr, ids, _with_specials(losses))
+        return out
+
+
+def _with_specials(fm: np.ndarray) -> np.ndarray:
+    """FM columns [-5, -3, -1, samples] back to the record layout [-5, -4, -3, -2, -1, samples]."""
+    out = np.zeros((fm.shape[0], fm.shape[1] + 2))
+    out[:, 0] = fm[:, 0]
+    out[:, 2] = fm[:, 1]
+    out[:, 4] = fm[:, 2]
+    out[:, SPECIALS:] = fm[:, 3:]
+    return out
+
+
+def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int) -> Path:
+    """Compute events ``chunk_index`` of ``n_chunks`` and write their partial results; returns the work folder."""
+    from perilflow.kernel.outputs import accumulate_chunk
+
+    run_dir = Path(run_dir)
+    run = _Run(run_dir)
+    events = chunk_events(run.model.events, chunk_index, n_chunks)
+    work = run_dir / "work" / f"chunk-{chunk_index}"
+    staging = work.with_name(f".{work.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    block = max(1, run.settings.event_block)
+    for b, start in enumerate(range(0, events.shape[0], block)):
+        ids = events[start:start + block].astype(np.int32)
+        for perspective, (ptr, rec_ids, losses) in run.block(ids).items():
+            if perspective in run.specs:
+                # partial results are summarised per block, so a chunk never holds more than a block of records
+                accumulate_chunk(run.specs[perspective], run.static, ids, ptr, rec_ids, losses,
+                                 staging / perspective / f"block-{b:06d}")
+    shutil.rmtree(work, ignore_errors=True)
+    staging.rename(work)
+    return work
+
+
+def generate_losses_output(run_dir: str | os.PathLike, n_chunks: int) -> Path:
+    """Merge the partial results of chunks 0..n_chunks-1 into ``<run>/output``; returns that folder."""
+    from perilflow.kernel.outputs import merge_outputs
+
+    run_dir = Path(run_dir)
+    run = _Run(run_dir)
+    work = [run_dir / "work" / f"chunk-{i}" for i in range(n_chunks)]
+    missing = [str(w) for w in work if not w.is_dir()]
+    if missing:
+        raise ValueError(f"chunk results missing: {missing}; run generate-losses-chunk for them first")
+    output = run_dir / "output"
+    staging = output.with_name(".output.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for perspective, spec in run.specs.items():
+        blocks = [b for w in work for b in sorted((w / perspective).glob("block-*"))]
+        merge_outputs(spec, run.static, blocks, staging)
+    shutil.rmtree(output, ignore_errors=True)
+    staging.rename(output)
+    return output
+
+
+def read_output_table(output_dir: Path, name: str) -> pd.DataFrame:
+    """Read one ORD output file by name (csv or parquet)."""
+    for ext in ("csv", "parquet"):
+        path = Path(output_dir) / f"{name}.{ext}"
+        if path.exists():
+            return pd.read_csv(path) if ext == "csv" else pd.read_parquet(path)
+    raise FileNotFoundError(f"{output_dir}: no output {name}.csv or .parquet")
