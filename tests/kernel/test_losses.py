@@ -1,0 +1,110 @@
+"""The losses stage end to end on PiWind loc10: chunking never changes a byte; the worker steps agree."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from perilflow.kernel.losses import (
+    chunk_events,
+    generate_losses_chunk,
+    generate_losses_output,
+    prepare_run_directory,
+)
+from tests.conftest import require_shared
+
+TABLES = ("selt", "melt", "qelt", "splt", "mplt", "qplt", "palt", "ept", "psept", "summary-info")
+
+
+def piwind_run(tmp: Path, name: str, n_chunks: int) -> Path:
+    piwind = require_shared("piwind")
+    run = tmp / name
+    prepare_run_directory(piwind / "expected-inputs/loc10", run, model_data_dir=piwind / "model_data/PiWind",
+                          analysis_settings=json.loads((piwind / "analysis_settings/ord_all_outputs_s10.json")
+                                                       .read_text()),
+                          model_settings=json.loads((piwind / "meta-data/model_settings.json").read_text()),
+                          gul_alloc_rule=1)
+    for i in range(n_chunks):
+        generate_losses_chunk(run, i, n_chunks)
+    return generate_losses_output(run, n_chunks)
+
+
+@pytest.fixture(scope="module")
+def one_chunk(tmp_path_factory) -> Path:
+    return piwind_run(tmp_path_factory.mktemp("losses"), "run1", 1)
+
+
+@pytest.mark.reference
+def test_every_requested_output_is_written(one_chunk: Path) -> None:
+    names = {p.name for p in one_chunk.iterdir()}
+    for perspective in ("gul", "il", "ri"):
+        for table in TABLES:
+            assert f"{perspective}_S1_{table}.csv" in names
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("n_chunks", [3, 8])
+def test_outputs_are_byte_identical_for_any_chunking(one_chunk: Path, n_chunks: int, tmp_path: Path) -> None:
+    other = piwind_run(tmp_path, f"run{n_chunks}", n_chunks)
+    names = sorted(p.name for p in one_chunk.iterdir())
+    assert names == sorted(p.name for p in other.iterdir())
+    match, mismatch, errors = filecmp.cmpfiles(one_chunk, other, names, shallow=False)
+    assert not mismatch and not errors
+
+
+@pytest.mark.reference
+def test_reinsurance_and_insurance_do_not_exceed_ground_up(one_chunk: Path) -> None:
+    aal = {p: pd.read_csv(one_chunk / f"{p}_S1_palt.csv").set_index("SampleType")["MeanLoss"]
+           for p in ("gul", "il", "ri")}
+    for sample_type in (1, 2):
+        assert 0 < aal["ri"][sample_type] <= aal["il"][sample_type] <= aal["gul"][sample_type]
+
+
+@pytest.mark.reference
+def test_worker_steps_give_the_same_outputs(one_chunk: Path, tmp_path: Path) -> None:
+    piwind = require_shared("piwind")
+    exe = Path(sys.executable).with_name("perilflow-worker")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "perilflow.kernel.worker"]
+    run = tmp_path / "run"
+    steps = [
+        ("prepare", {"oasis_files_dir": str(piwind / "expected-inputs/loc10"), "run_dir": str(run),
+                     "model_data_dir": str(piwind / "model_data/PiWind"),
+                     "analysis_settings": str(piwind / "analysis_settings/ord_all_outputs_s10.json"),
+                     "model_settings": str(piwind / "meta-data/model_settings.json"), "gul_alloc_rule": 1}),
+        ("chunk", {"run_dir": str(run), "chunk_index": 1, "n_chunks": 2}),
+        ("chunk", {"run_dir": str(run), "chunk_index": 0, "n_chunks": 2}),
+        ("merge", {"run_dir": str(run), "n_chunks": 2}),
+    ]
+    for step, params in steps:
+        done = subprocess.run(cmd + [step, "--params", json.dumps(params)], capture_output=True, text=True,
+                              timeout=600)
+        assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in one_chunk.iterdir())
+    _, mismatch, errors = filecmp.cmpfiles(one_chunk, run / "output", names, shallow=False)
+    assert not mismatch and not errors
+
+
+def test_worker_bad_params_exit_2() -> None:
+    exe = Path(sys.executable).with_name("perilflow-worker")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "perilflow.kernel.worker"]
+    done = subprocess.run(cmd + ["chunk", "--params", '{"run_dir": "/nowhere"}'], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "missing ['chunk_index', 'n_chunks']" in done.stderr
+    versions = json.loads(subprocess.run(cmd + ["versions"], capture_output=True, text=True).stdout)
+    assert {"perilflow", "numpy", "numba"} <= set(versions)
+
+
+def test_chunk_events_cover_every_event_once() -> None:
+    import numpy as np
+
+    events = np.array([9, 3, 7, 1, 5, 2, 8])
+    parts = [chunk_events(events, i, 3) for i in range(3)]
+    assert np.array_equal(np.concatenate(parts), np.sort(events))
+    with pytest.raises(ValueError, match="chunk index 3"):
+        chunk_events(events, 3, 3)
