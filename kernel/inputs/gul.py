@@ -29,6 +29,7 @@ The rules, in order:
 from __future__ import annotations
 
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -334,17 +335,60 @@ def _split_buildings(items: pd.DataFrame, do_disaggregation: bool) -> pd.DataFra
 # --------------------------------------------------------------------------- writing
 
 
-def write_frame_csv(path: str | os.PathLike, frame: pd.DataFrame, **to_csv) -> Path:
-    """Write a DataFrame as CSV atomically: to a temporary name in the same folder, then renamed."""
+def write_frame_csv(path: str | os.PathLike, frame: pd.DataFrame, float_format: str | None = None) -> Path:
+    """Write a DataFrame as CSV atomically: to a temporary name in the same folder, then renamed.
+
+    The text is what ``DataFrame.to_csv(index=False)`` writes (floats in their shortest
+    form such as ``170300.0``, or with ``float_format``), but columns are converted to text
+    with vectorised numpy/pandas calls and written by Arrow's csv writer, which is several
+    times faster on the million-row summary maps. Frames whose text needs quoting fall back
+    to pandas.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.to_csv(temporary, index=False, lineterminator="\n", **to_csv)
+        columns = {name: _csv_text(frame[name], float_format) for name in frame.columns}
+        if any(col is None for col in columns.values()):
+            frame.to_csv(temporary, index=False, lineterminator="\n", float_format=float_format)
+        else:
+            table = pa.table({str(name): col for name, col in columns.items()})
+            with open(temporary, "wb") as handle:
+                handle.write((",".join(map(str, frame.columns)) + "\n").encode())
+                pa_csv.write_csv(table, handle, write_options=pa_csv.WriteOptions(include_header=False,
+                                                                                  quoting_style="none"))
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def _csv_text(column: pd.Series, float_format: str | None):
+    """One column as pandas' csv text would show it (numpy array), or None when quoting is needed."""
+    values = column.to_numpy()
+    if values.dtype.kind in "iub":
+        return values
+    if values.dtype.kind == "f":
+        missing = np.isnan(values)
+        if float_format is None:
+            text = values.astype(str)
+        else:
+            uniques, inverse = np.unique(values, return_inverse=True)
+            text = np.array([float_format % v for v in uniques], dtype=object)[inverse.reshape(-1)]
+        text = np.asarray(text, dtype=object)
+        text[missing] = ""
+        return text
+    text = column.astype(object).where(column.notna(), "").astype(str).to_numpy(dtype=object)
+    uniques = pd.unique(text)
+    if any(_NEEDS_QUOTES.search(u) for u in uniques):
+        return None
+    return text
 
 
 def write_gul_inputs(gul: GulInputs, output_dir: str | os.PathLike, file_format: str = "csv") -> dict[str, Path]:
