@@ -150,7 +150,10 @@ class _Run:
         self.ri_plans = ([load_plan(ri.directory, s.ri_alloc_rule, with_items=False) for ri in read_ri_layers(inputs)]
                          if s.ri_output else [])
         occ = self.model.occurrence
-        periods = self.model.periods
+        # period weights only when the model has a periods file: without one the reference's EP
+        # curves are unweighted (uniform 1/P weights would change which rows it writes)
+        has_periods = any((Path(s.model_data_dir) / f"periods.{ext}").exists() for ext in ("bin", "csv"))
+        periods = self.model.periods if has_periods else None
         weights = None if periods is None else periods["weighting"].astype(np.float64)
         self.static = OutputStatic(
             occurrence=Occurrence.build(occ.records["event_id"], occ.records["period_no"], occ.records["occ_date_id"],
