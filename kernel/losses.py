@@ -54,7 +54,8 @@ class RunSettings:
     gul_output: bool = True
     il_output: bool = False
     ri_output: bool = False
-    event_block: int = 256
+    event_block: int = 1024          # events whose footprint is scanned at once to plan blocks
+    block_bytes: int = 512 * 2**20   # loss records held at once (see _Run.event_blocks)
 
     @classmethod
     def read(cls, run_dir: Path) -> RunSettings:
@@ -173,6 +174,22 @@ class _Run:
             self.specs["ri"] = OutputSpec.from_settings(analysis, "ri", fm_map, number_of_samples=s.number_of_samples)
         self.specs = {p: spec for p, spec in self.specs.items() if spec.enabled}
 
+    def event_blocks(self, events: np.ndarray):
+        """Blocks of whole events holding at most ``settings.block_bytes`` of loss records.
+
+        A record takes 8 x (5 + N) bytes in each of the few arrays a block passes through
+        (ground up, FM input, insured, reinsurance), so the block's record budget bounds memory
+        whatever the portfolio size or number of samples.
+        """
+        from perilflow.kernel.gul.run import split_events
+
+        s = self.settings
+        max_records = max(1, s.block_bytes // (8 * (SPECIALS + s.number_of_samples) * 5))
+        window = max(1, s.event_block)
+        for start in range(0, events.shape[0], window):
+            for ids in split_events(self.model, self.items, events[start:start + window], max_records):
+                yield ids.astype(np.int32)
+
     def block(self, event_ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Losses of one event block per perspective: (event_ptr, ids, losses[:, 5 + N])."""
         from perilflow.kernel.fm.compute import run_fm_events
@@ -219,9 +236,7 @@ def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks
     staging = work.with_name(f".{work.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    block = max(1, run.settings.event_block)
-    for b, start in enumerate(range(0, events.shape[0], block)):
-        ids = events[start:start + block].astype(np.int32)
+    for b, ids in enumerate(run.event_blocks(events)):
         for perspective, (ptr, rec_ids, losses) in run.block(ids).items():
             if perspective in run.specs:
                 # partial results are summarised per block, so a chunk never holds more than a block of records

@@ -349,19 +349,31 @@ class _ProgrammeBuilder:
         account["acc_id"] = _sorted_ids(account, ("PortNumber", "AccNumber"))
         acc_ids = account[["PortNumber", "AccNumber", "acc_id"]].drop_duplicates()
 
-        items = gul.rename(columns={"item_id": "gul_input_id"})
-        items = items.merge(acc_ids, on=["PortNumber", "AccNumber"], how="left")
-        if items["acc_id"].isna().any():
-            missing = items.loc[items["acc_id"].isna(), ["PortNumber", "AccNumber"]].drop_duplicates().head(5)
+        gul = gul.reset_index(drop=True)
+        acc_of = gul[["PortNumber", "AccNumber"]].merge(acc_ids, on=["PortNumber", "AccNumber"], how="left")
+        if len(acc_of) != len(gul):  # (PortNumber, AccNumber) -> acc_id is one to one: never happens
+            raise FmTermsError("an account (PortNumber, AccNumber) has several internal ids")
+        if acc_of["acc_id"].isna().any():
+            missing = acc_of.loc[acc_of["acc_id"].isna(), ["PortNumber", "AccNumber"]].drop_duplicates().head(5)
             raise FmTermsError("locations reference accounts missing from the account file: "
                                f"{missing.to_dict('records')}. Fix: add the accounts, or correct the locations' "
                                "PortNumber/AccNumber.")
+        # The level walk carries only the columns it works with, and ``_row`` (the item's row of the
+        # GUL frame); the descriptive columns (OED ids, TIVs) are looked up by ``_row`` when needed.
         tiv_names = {column: str(coverage) for coverage, column in TIV_COLUMNS.items()}
-        keep = ["loc_id", "PortNumber", "AccNumber", "LocNumber", "loc_idx", "peril_id", "coverage_type_id", "tiv",
-                "coverage_id", "gul_input_id", "building_id", *tiv_names, "risk_id", "NumberOfRisks", "acc_id"]
-        items = items[[c for c in keep if c in items.columns]].rename(columns=tiv_names).reset_index(drop=True)
-        items["acc_id"] = items["acc_id"].astype(np.int64)
-        items["agg_id_prev"] = items["gul_input_id"]
+        self.identity = {name: gul[column] for column, name in
+                         (("PortNumber",) * 2, ("AccNumber",) * 2, ("LocNumber",) * 2, ("loc_idx",) * 2,
+                          ("tiv",) * 2, ("coverage_id",) * 2, ("NumberOfRisks",) * 2, *tiv_names.items())
+                         if column in gul.columns}
+        self.identity_rows = np.arange(len(gul), dtype=np.int64)
+        self.tiv_sums: dict[str, np.ndarray] = {}
+        work = {"loc_id": gul["loc_id"], "peril_id": gul["peril_id"], "coverage_type_id": gul["coverage_type_id"],
+                "gul_input_id": gul["item_id"], "building_id": gul["building_id"], "risk_id": gul["risk_id"],
+                "acc_id": acc_of["acc_id"].astype(np.int64), "agg_id_prev": gul["item_id"],
+                "_row": self.identity_rows}
+        items = pd.DataFrame({name: (values.to_numpy() if isinstance(values, pd.Series)
+                                     and not isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values)
+                              for name, values in work.items()})
         items["layer_id"] = 1
         items["PolNumber"] = pd.Series(pd.NA, index=items.index, dtype=object)
         self.items = items
@@ -395,10 +407,19 @@ class _ProgrammeBuilder:
             self.stepped = bool(step_rows.any())
         if self.stepped:
             stepped_accounts = self.accounts.loc[step_rows, ["acc_id"]].drop_duplicates().assign(is_step=1)
-            self.items = self.items.merge(stepped_accounts, on="acc_id", how="left")
+            self.items = _left_join(self.items, stepped_accounts, ["acc_id"])
             self.items["is_step"] = self.items["is_step"].fillna(0).astype(np.int8)
             self.extra_columns.append("is_step")
             self.level_columns[POLICY_ALL] = self.level_columns[POLICY_ALL] + list(_step_term_columns())
+
+    def _tiv_sum(self, coverages) -> np.ndarray:
+        """The TIV of ``coverages`` (coverage types) of every GUL item, by ``_row``."""
+        name = "_".join(str(c) for c in sorted(coverages))
+        if name not in self.tiv_sums:
+            present = [str(c) for c in sorted(coverages) if str(c) in self.identity]
+            self.tiv_sums[name] = (pd.DataFrame({c: self.identity[c] for c in present}).sum(axis=1).to_numpy()
+                                   if present else np.zeros(len(self.identity_rows)))
+        return self.tiv_sums[name]
 
     # ----------------------------------------------------------------- main loop
 
@@ -407,8 +428,8 @@ class _ProgrammeBuilder:
         self._add_profiles(self._pass_through_profile())
         for source, group, cond_locations in self._sources():
             if cond_locations is not None:
-                self.items = (self.items.drop(columns="CondTag", errors="ignore")
-                              .merge(cond_locations, on="loc_id", how="left"))
+                items = pd.DataFrame({c: self.items[c] for c in self.items.columns if c != "CondTag"}, copy=False)
+                self.items = _left_join(items, cond_locations, ["loc_id"])
             peril_field = group.peril_field
             for level_id in group.levels:
                 peril_field = peril_field if peril_field in source.columns else None
@@ -563,7 +584,7 @@ class _ProgrammeBuilder:
             level["need_tiv"] = level.groupby(join_keys, observed=True, dropna=False)["need_tiv"].transform("any")
         terms = level[merge_cols + extra_cols].drop_duplicates()
         _check_one_term_set(terms, join_keys, level_id)
-        items = items.merge(terms, on=join_keys, how="left", validate="many_to_one")
+        items = _left_join(items, terms, join_keys, validate="many_to_one")
         if is_layer_level:
             items["FMTermGroupID"] = items["FMTermGroupID"].fillna(-1).astype(np.int64)
         else:
@@ -571,11 +592,11 @@ class _ProgrammeBuilder:
             items["FMTermGroupID"] = group.mask(items["need_tiv"].isna(), -items["agg_id_prev"]).astype(np.int64)
         items["agg_id"] = items.groupby(factorize_key, sort=False, observed=True, dropna=False).ngroup() + 1
         # 3. terms made absolute, calcrules and profiles; then the profiles (and layers) onto the items
-        items, level = _apply_tiv_terms(items, level, group_tiv, merge_cols)
+        items, level = _apply_tiv_terms(items, level, group_tiv, merge_cols, self._tiv_sum)
         level = self._assign_profiles(level, level_id, factorize_key)
         self._add_profiles(level)
         items = _merge_profiles(items, level, is_layer_level, level_id)
-        _check_one_profile(items, level_id)
+        _check_one_profile(items, level_id, self.identity)
 
         # 4. links: a node of the level below split over several nodes here restarts from its items
         splits = items.groupby("agg_id_prev", observed=True)["agg_id"].nunique()
@@ -815,19 +836,25 @@ class _ProgrammeBuilder:
             items.loc[no_policy, "PolNumber"] = looked_up["PolNumber"].to_numpy()
         xref = pd.DataFrame({"output": items["output_id"], "agg_id": items["gul_input_id"],
                              "layer_id": items["layer_id"]})
+        rows = items["_row"].to_numpy()
+        for name, values in self.identity.items():  # the GUL columns the summary (or the account match) needs
+            if name in FM_SUMMARY_COLUMNS or name in self.accounts.columns:
+                items[name] = _take(values, rows)
         items = _add_account_index(items, self.accounts)
 
-        summary = items.rename(columns={"gul_input_id": "agg_id"})
-        summary = summary[[c for c in FM_SUMMARY_COLUMNS if c in summary.columns]].copy()
-        for column in ("PortNumber", "AccNumber", "LocNumber", "PolNumber", "peril_id"):
-            if column in summary:
-                summary[column] = summary[column].astype(object).where(summary[column].notna(), None)
-                summary[column] = summary[column].map(lambda v: v if v is None else str(v))
-        for column in ("loc_idx", "acc_idx", "loc_id", "layer_id", "coverage_id", "agg_id", "output_id",
-                       "building_id", "risk_id", "coverage_type_id"):
-            if column in summary:
-                summary[column] = summary[column].astype(np.int64)
-        summary["tiv"] = summary["tiv"].astype(np.float64)
+        summary = {}
+        for column in FM_SUMMARY_COLUMNS:
+            source = "gul_input_id" if column == "agg_id" else column
+            if source not in items:
+                continue
+            values = items[source]
+            if column in ("PortNumber", "AccNumber", "LocNumber", "PolNumber", "peril_id"):
+                summary[column] = _as_text(values)
+            elif column == "tiv":
+                summary[column] = values.to_numpy(np.float64)
+            else:
+                summary[column] = values.astype(np.int64).to_numpy()
+        summary = pd.DataFrame(summary)
 
         profile = pd.concat(self.profiles, ignore_index=True)
         for column in profile.columns:
@@ -838,13 +865,82 @@ class _ProgrammeBuilder:
             fm_policytc=pd.concat(self.policytc, ignore_index=True).astype(np.int64),
             fm_profile=profile,
             fm_xref=xref.astype(np.int64),
-            fm_summary_map=summary.reset_index(drop=True),
+            fm_summary_map=summary,
             stepped=self.stepped,
             frame=items,
         )
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _values(values: pd.Series):
+    """The array behind a Series (no copy): numpy for numpy dtypes, the extension array otherwise."""
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        return values.array
+    return values.to_numpy()
+
+
+def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str],
+               validate: str | None = None) -> pd.DataFrame:
+    """``left.merge(right, on=on, how="left")`` for a large ``left`` and a small ``right``.
+
+    pandas merges the distinct keys of ``left`` with ``right``; the result is then spread over
+    the rows of ``left`` (whose columns are not copied when every row matches at most one row
+    of ``right``). Same rows, order, columns and dtypes as the plain merge.
+    """
+    on = list(on)
+    if (not on or len(left) == 0 or "_key" in right.columns or "_key" in left.columns
+            or (set(left.columns) & set(right.columns)) - set(on)):
+        return left.merge(right, on=on, how="left", validate=validate)
+    keys = pd.DataFrame({c: left[c] for c in on}, copy=False)
+    codes = keys.groupby(on, sort=False, observed=True, dropna=False).ngroup().to_numpy(np.int64)
+    count = int(codes.max()) + 1
+    seen = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.concatenate(([True], codes[1:] > seen[:-1])))  # groups are numbered as they appear
+    if len(first) != count or not np.array_equal(codes[first], np.arange(count)):
+        first = np.unique(codes, return_index=True)[1]
+    distinct = pd.DataFrame({c: _take(left[c], first) for c in on})
+    distinct["_key"] = np.arange(count, dtype=np.int64)
+    small = distinct.merge(right, on=on, how="left", validate=validate)
+    matches = np.bincount(small["_key"].to_numpy(), minlength=count)
+    if len(small) == count:
+        left_rows, small_rows = None, codes
+    else:
+        repeat = matches[codes]
+        left_rows = np.repeat(np.arange(len(left), dtype=np.int64), repeat)
+        within = np.arange(len(left_rows), dtype=np.int64) - np.repeat(np.cumsum(repeat) - repeat, repeat)
+        small_rows = np.repeat((np.cumsum(matches) - matches)[codes], repeat) + within
+    columns = {}
+    for c in left.columns:
+        values = left[c]
+        if c in on and small[c].dtype != values.dtype:  # e.g. categoricals with different categories: object
+            values = values.astype(small[c].dtype)
+        columns[c] = _values(values) if left_rows is None else _take(values, left_rows)
+    columns.update({c: _take(small[c], small_rows) for c in small.columns if c not in on and c != "_key"})
+    return pd.DataFrame(columns, copy=False)
+
+
+def _take(values: pd.Series, rows: np.ndarray):
+    """``values`` at positions ``rows`` (dtype kept), as an array."""
+    if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
+        return values.array.take(rows)
+    return values.to_numpy().take(rows)
+
+
+def _as_text(values: pd.Series) -> np.ndarray:
+    """``str`` of every value, None where missing (an object array), converting each distinct value once."""
+    codes, uniques = pd.factorize(values)
+    uniques = np.asarray(uniques, dtype=object)
+    types = {type(u) for u in uniques}
+    if not (types <= {str} or (len(types) == 1 and not issubclass(types.pop(), float))):
+        # mixed types (1 and 1.0 are one value to factorize) or floats (0.0 and -0.0): value by value
+        result = values.astype(object).where(values.notna(), None)
+        return result.map(lambda v: v if v is None else str(v)).to_numpy(dtype=object)
+    text = np.empty(len(uniques) + 1, dtype=object)
+    text[:-1] = [str(u) for u in uniques]
+    text[-1] = None
+    return text[codes]
 
 
 def _condition_stages(loc_conds: pd.DataFrame) -> pd.DataFrame:
@@ -904,33 +1000,40 @@ def _check_one_term_set(terms: pd.DataFrame, join_keys: list[str], level_id: int
                            "level (or use different CondTag / LayerNumber values).")
 
 
-def _check_one_profile(items: pd.DataFrame, level_id: int) -> None:
+def _check_one_profile(items: pd.DataFrame, level_id: int, identity: Mapping[str, pd.Series]) -> None:
     """Each node and layer must get one profile (two account rows of one policy layer with different terms do not)."""
     profiles = items.groupby(["agg_id", "layer_id"], sort=False)["profile_id"].nunique()
     clash = profiles[profiles > 1]
     if len(clash):
         agg_id, layer_id = clash.index[0]
-        where = items.loc[items["agg_id"] == agg_id, ["PortNumber", "AccNumber"]].drop_duplicates().head(3)
+        rows = items.loc[items["agg_id"] == agg_id, "_row"].to_numpy()
+        where = pd.DataFrame({c: identity[c].iloc[rows].to_numpy() for c in ("PortNumber", "AccNumber")})
+        where = where.drop_duplicates().head(3)
         raise FmTermsError(f"FM level {level_id}: layer {layer_id} of {where.to_dict('records')} gets "
                            f"{int(clash.iloc[0])} different sets of terms. Fix: give each policy layer one row per "
                            "account (or distinct PolNumber/LayerNumber values for distinct layers).")
 
 
 def _apply_tiv_terms(items: pd.DataFrame, level: pd.DataFrame, group_tiv: Mapping,
-                     merge_cols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Node TIVs (``agg_tiv``), and % of TIV / BI-day deductibles and limits made absolute."""
+                     merge_cols: list[str], tiv_sum) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Node TIVs (``agg_tiv``), and % of TIV / BI-day deductibles and limits made absolute.
+
+    ``tiv_sum(coverages)`` is the TIV of those coverage types of every GUL item (by ``_row``).
+    """
     parts = []
     for group, coverages in group_tiv.items():
-        name = "_".join(str(c) for c in sorted(coverages))
-        if name not in items:
-            present = [str(c) for c in sorted(coverages) if str(c) in items.columns]
-            items[name] = items[present].sum(axis=1) if present else 0.0
-        chosen = items[(items["need_tiv"] == True) & (items["FMTermGroupID"] == group)]  # noqa: E712 (NaN-safe)
-        chosen = chosen.drop_duplicates(["agg_id", "loc_id", "building_id"]).rename(columns={name: "agg_tiv"})
+        mask = ((items["need_tiv"] == True) & (items["FMTermGroupID"] == group)).to_numpy()  # noqa: E712 (NaN-safe)
+        chosen = pd.DataFrame({c: items[c][mask] for c in dict.fromkeys(["agg_id", "loc_id", "building_id",
+                                                                          *merge_cols])})
+        chosen["agg_tiv"] = tiv_sum(coverages)[items["_row"].to_numpy()[mask]]
+        chosen = chosen.drop_duplicates(["agg_id", "loc_id", "building_id"])
         parts.append(chosen.groupby("agg_id", observed=True)
                      .agg({**dict.fromkeys(merge_cols, "first"), "agg_tiv": "sum"}))
     node_tiv = pd.concat(parts) if parts else pd.DataFrame(columns=[*merge_cols, "agg_tiv"])
-    items = items.merge(node_tiv[["agg_tiv"]], left_on="agg_id", right_index=True, how="left")
+    if parts and node_tiv.index.is_unique:
+        items["agg_tiv"] = node_tiv["agg_tiv"].reindex(items["agg_id"].to_numpy()).to_numpy()
+    else:
+        items = items.merge(node_tiv[["agg_tiv"]], left_on="agg_id", right_index=True, how="left")
     items["agg_tiv"] = items["agg_tiv"].fillna(0.0)
     common = [c for c in merge_cols if c in level.columns]
     level = level.merge(node_tiv.drop_duplicates(), on=common, how="left").drop(columns=["need_tiv"])
@@ -1019,19 +1122,23 @@ def _merge_profiles(items: pd.DataFrame, level: pd.DataFrame, is_layer_level: bo
     """
     shared = [c for c in level.columns if c in items.columns]
     level = level[shared + ["profile_id"]].drop_duplicates()
-    layered = items["layer_id"] > 0
+    layered = (items["layer_id"] > 0).to_numpy()
+    any_layered = bool(layered.any())
     keys_unlayered = [c for c in shared if c not in ("layer_id", "PolNumber")]
-    fresh = (items[~layered].drop(columns=["layer_id"]).rename(columns={"PolNumber": "PolNumber_prev"})
-             .merge(level, on=keys_unlayered, how="left"))
+    source = items[~layered] if any_layered else items
+    source = pd.DataFrame({("PolNumber_prev" if c == "PolNumber" else c): source[c] for c in source.columns
+                           if c != "layer_id"}, copy=False)
+    fresh = _left_join(source, level, keys_unlayered)
     if "PolNumber" in level.columns:
         new_layers = fresh.loc[fresh["layer_id"] > 1, "gul_input_id"].unique()
         take = fresh["gul_input_id"].isin(new_layers) | fresh["PolNumber_prev"].isna()
         fresh["PolNumber"] = fresh["PolNumber"].where(take, fresh["PolNumber_prev"])
-        fresh = fresh.drop(columns=["PolNumber_prev"])
+        del fresh["PolNumber_prev"]
     else:
-        fresh = fresh.rename(columns={"PolNumber_prev": "PolNumber"})
-    kept = items[layered].merge(level, on=shared, how="left") if layered.any() else None
-    if not is_layer_level and level_id not in CROSS_LAYER_LEVELS:
+        fresh.rename(columns={"PolNumber_prev": "PolNumber"}, inplace=True)
+    kept = _left_join(items[layered], level, shared) if any_layered else None
+    # a layer is dropped where it does not change the terms (nothing to do when each item has one row)
+    if not is_layer_level and level_id not in CROSS_LAYER_LEVELS and not fresh["gul_input_id"].is_unique:
         distinct = fresh.groupby(["gul_input_id", "agg_id"])["profile_id"].transform("nunique") > 1
         if kept is not None:
             distinct |= fresh["agg_id"].isin(kept["agg_id"])
@@ -1045,9 +1152,12 @@ def _merge_profiles(items: pd.DataFrame, level: pd.DataFrame, is_layer_level: bo
 
 def _next_level(items: pd.DataFrame) -> pd.DataFrame:
     """Make the nodes just built the previous level of the next one."""
-    return (items.drop(columns=["root_start", "agg_id_prev", "is_step", "FMTermGroupID", "profile_id", "level_id",
-                                "fm_peril", "need_tiv", "agg_tiv"], errors="ignore")
-            .rename(columns={"agg_id": "agg_id_prev"}))
+    for column in ("root_start", "agg_id_prev", "is_step", "FMTermGroupID", "profile_id", "level_id", "fm_peril",
+                   "need_tiv", "agg_tiv"):
+        if column in items.columns:
+            del items[column]
+    items.rename(columns={"agg_id": "agg_id_prev"}, inplace=True)
+    return items
 
 
 def _add_account_index(items: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFrame:
@@ -1055,7 +1165,7 @@ def _add_account_index(items: pd.DataFrame, accounts: pd.DataFrame) -> pd.DataFr
     columns = [c for c in items.columns if c in accounts.columns and c != "acc_idx"]
     with_tag = "CondTag" in columns
     table = accounts[columns + ["acc_idx"]].drop_duplicates(columns)
-    merged = items.merge(table, on=columns, how="left", validate="many_to_one")
+    merged = _left_join(items, table, columns, validate="many_to_one")
     if with_tag:
         rest = [c for c in columns if c != "CondTag"]
         missing = merged["acc_idx"].isna()
