@@ -4,8 +4,9 @@ For each exposure size (12,598 and 100,784 locations by default) and sample coun
 and 100), both engines run the same MDK configuration -- PiWind's model, the exposure, the
 reinsurance files and every ORD output (``ord_all_outputs_s10.json`` with
 ``number_of_samples`` replaced) -- from OED to output files, each in its own process. We
-record wall time, CPU time (user + system of the process tree) and peak RSS of the process
-tree (sampled every 0.2 s with psutil), ``--runs`` times, and report medians and ratios.
+record wall time, CPU time (user + system of every waited-for descendant, from rusage) and
+peak RSS of the process tree (sampled every 0.2 s with psutil), ``--runs`` times, and report
+medians and ratios.
 
 The reference runs from its own virtual environment (``.bench/oasis-venv``, created with
 ``pip install 'oasislmf[extra]==2.5.8' 'pandas<3'`` when missing); Perilflow never imports
