@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -53,9 +54,10 @@ def write_config(folder: Path, shared: Path, size: int, samples: int) -> Path:
 
 def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
     """Wall, CPU and peak RSS of ``cmd`` and all its descendants."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = psutil.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak, cpu_by_pid = 0, {}
+    peak = 0
     while proc.poll() is None:
         rss = 0
         try:
@@ -65,17 +67,17 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> dict[str, float]:
         for p in tree:
             try:
                 rss += p.memory_info().rss
-                times = p.cpu_times()
-                cpu_by_pid[p.pid] = times.user + times.system + times.children_user + times.children_system
             except psutil.NoSuchProcess:
                 pass
         peak = max(peak, rss)
         time.sleep(0.2)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # every descendant that was waited for
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err[-4000:]}")
-    return {"wall_s": wall, "cpu_s": sum(cpu_by_pid.values()), "peak_rss_mib": peak / 2**20}
+    return {"wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak / 2**20}
 
 
 def command(tool: str, config: Path, out: Path, oasislmf: Path) -> list[str]:

@@ -30,9 +30,11 @@ DED, OVER, UNDER = 0, 1, 2
 
 
 @njit(cache=True)
-def _split_items(loss, ext, n_layers, base, want):
+def _split_items(loss, ext, n_layers, base, want, active):
     """Give items their own copy of layer 0 (loss and extras) in layers 1..want-1."""
     for b in base:
+        if not active[b]:
+            continue
         if n_layers[b] < want:
             for q in range(n_layers[b], want):
                 loss[b, q, :] = loss[b, 0, :]
@@ -55,13 +57,15 @@ def _materialise(loss, ext, n_layers, s, want, with_extras, copy_extras):
 
 
 @njit(cache=True, error_model="numpy")
-def _back_alloc(loss, base, p, loss_in, loss_out):
+def _back_alloc(loss, base, p, loss_in, loss_out, active):
     """Allocation rule 2 without extras: scale every item by out/in, column by column."""
     n = loss_in.shape[0]
     factor = np.empty(n)
     for i in range(n):
         factor[i] = loss_out[i] / loss_in[i] if loss_out[i] != 0 else 0.0
     for b in base:
+        if not active[b]:
+            continue
         for i in range(n):
             loss[b, p, i] *= factor[i]
 
@@ -129,7 +133,7 @@ def _apply_extras_factors(loss_v, ext_v, f_loss, f_ded, f_over, f_under):
 
 
 @njit(cache=True, error_model="numpy")
-def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre):
+def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre, active):
     """Allocation rule 2 with extras: loss, deductible and limits follow the node's changes."""
     n = loss_in.shape[0]
     factors = np.empty((n, 4))
@@ -137,6 +141,8 @@ def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre):
         f = _extras_factors(loss_in, loss_out, post, pre, i)
         factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3] = f
     for b in base:
+        if not active[b]:
+            continue
         for i in range(n):
             loss[b, p, i] = _apply_extras_factors(
                 loss[b, p, i], ext[b, p, i], factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3]
@@ -202,9 +208,9 @@ def _levels(
                         if p == 1 and n_layers[c] <= 1:
                             cb = slot_base[slot_base_ptr[c]:slot_base_ptr[c + 1]]
                             if with_extras:
-                                _split_items(loss, ext, n_layers, cb, P)
+                                _split_items(loss, ext, n_layers, cb, P, active)
                             else:
-                                _split_items_loss(loss, n_layers, cb, P)
+                                _split_items_loss(loss, n_layers, cb, P, active)
                         q = p if p < n_layers[c] else 0
                         loss[s, p, :] += loss[c, q, :]
                         if with_extras:
@@ -217,9 +223,9 @@ def _levels(
                     _materialise(loss, ext, n_layers, s, P, with_extras, True)
                     if base.shape[0] > 1:
                         if with_extras:
-                            _split_items(loss, ext, n_layers, base, P)
+                            _split_items(loss, ext, n_layers, base, P, active)
                         else:
-                            _split_items_loss(loss, n_layers, base, P)
+                            _split_items_loss(loss, n_layers, base, P, active)
                 if with_extras and base.shape[0] > 1:
                     for p in range(P):
                         pre[p] = ext[s, p]
@@ -253,9 +259,10 @@ def _levels(
                     for p in range(P):
                         if realloc_to_items:
                             if with_extras:
-                                _back_alloc_extras(loss, ext, base, p, loss[s, p], layer_out[p], ext[s, p], pre[p])
+                                _back_alloc_extras(loss, ext, base, p, loss[s, p], layer_out[p], ext[s, p], pre[p],
+                                                   active)
                             else:
-                                _back_alloc(loss, base, p, loss[s, p], layer_out[p])
+                                _back_alloc(loss, base, p, loss[s, p], layer_out[p], active)
                         loss[s, p, :] = layer_out[p]
             else:
                 for p in range(P):
@@ -266,14 +273,14 @@ def _levels(
                     _apply_profile(rules, terms, r0, r1, out, loss[s, p], e)
                     if realloc_to_items:
                         if with_extras:
-                            _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p])
+                            _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p], active)
                         else:
-                            _back_alloc(loss, base, p, loss[s, p], out)
+                            _back_alloc(loss, base, p, loss[s, p], out, active)
                     loss[s, p, :] = out
 
             # 3. allocation rule 1: at the top, items get their share of the top loss pro rata to ground up
             if allocation_rule == 1 and lv == n_levels - 1 and base.shape[0] > 1:
-                _split_items_loss(loss, n_layers, base, P)
+                _split_items_loss(loss, n_layers, base, P, active)
                 for i in range(n_cols):
                     total = 0.0
                     for b in base:
@@ -292,7 +299,7 @@ def _levels(
             s = slot[k]
             if not active[s]:
                 continue
-            _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k])
+            _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k], active)
             for i in range(n_cols):
                 prev = inp[s, i]
                 for q in range(layer_len[k]):
@@ -397,9 +404,11 @@ def _compute_events(
 
 
 @njit(cache=True)
-def _split_items_loss(loss, n_layers, base, want):
+def _split_items_loss(loss, n_layers, base, want, active):
     """As ``_split_items`` for runs that carry no extras."""
     for b in base:
+        if not active[b]:
+            continue
         if n_layers[b] < want:
             for q in range(n_layers[b], want):
                 loss[b, q, :] = loss[b, 0, :]

@@ -173,15 +173,41 @@ def group_hash(frame: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
     Text columns are hashed as Python strings whatever their pandas dtype (a category of
     strings hashes like its values), so ids do not depend on how the frame was loaded.
     """
+    from pandas.core.util.hashing import combine_hash_arrays
+
     renamed = {f: f.lower() for f in fields}
     columns = {}
     for field in sorted(fields, key=lambda f: renamed[f]):
         values = frame[field]
         if isinstance(values.dtype, pd.CategoricalDtype | pd.StringDtype) or values.dtype == object:
-            values = values.astype(str).astype(object)
-        columns[renamed[field]] = values.to_numpy()
-    table = pd.DataFrame(columns)[sorted(columns)]
-    return (pd.util.hash_pandas_object(table, index=False).to_numpy() >> np.uint64(33)).astype(np.uint32)
+            columns[renamed[field]] = values
+        else:
+            columns[renamed[field]] = values.to_numpy()
+    # hash_pandas_object(index=False) of the table of these columns (text as str): each column hashed
+    # value by value (text: each distinct value once), the column hashes combined row by row
+    hashes = [_text_hash(columns[name]) if isinstance(columns[name], pd.Series)
+              else pd.util.hash_pandas_object(pd.Series(columns[name], dtype=columns[name].dtype), index=False)
+              .to_numpy() for name in sorted(columns)]
+    if not hashes:
+        return np.zeros(0, dtype=np.uint32)
+    combined = combine_hash_arrays(iter(hashes), len(hashes))
+    return (combined >> np.uint64(33)).astype(np.uint32)
+
+
+def _text_hash(values: pd.Series) -> np.ndarray:
+    """``hash_array`` of ``values.astype(str)`` (as object), converting and hashing each distinct value once."""
+    codes, uniques = pd.factorize(values)
+    if values.dtype == object:
+        types = {type(u) for u in uniques}
+        if not (types <= {str} or (len(types) == 1 and not issubclass(types.pop(), float))):
+            # 1 and 1.0 are one value to factorize, 0.0 and -0.0 too, but not one text: value by value
+            return pd.util.hash_array(values.astype(str).astype(object).to_numpy())
+    text = pd.Series(uniques, dtype=values.dtype).astype(str).astype(object).to_numpy()
+    hashes = pd.util.hash_array(text, categorize=False)[codes]
+    missing = codes < 0
+    if missing.any():
+        hashes[missing] = pd.util.hash_array(values[missing].astype(str).astype(object).to_numpy(), categorize=False)
+    return hashes
 
 
 def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settings: Mapping | None = None,
@@ -247,14 +273,15 @@ def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settin
     items["coverage_id"] = items.groupby(["loc_id", "building_id", "coverage_type_id"], sort=False,
                                          observed=True).ngroup().to_numpy(np.int64) + 1
     if correlated:
-        items = items.merge(correlation_table, on="peril_id", how="inner")
+        items = _inner_join_peril(items, correlation_table)
         if items.empty:
             raise ValueError("model settings: no item peril is in lookup_settings.supported_perils. Fix: list the "
                              "model's perils (with their peril_correlation_group) in supported_perils.")
     else:
         items[["peril_correlation_group", "damage_correlation_value", "hazard_correlation_value"]] = 0
     items["group_id"] = group_hash(items, damage_fields)
-    items["hazard_group_id"] = group_hash(items, hazard_fields)
+    items["hazard_group_id"] = (items["group_id"].to_numpy().copy() if list(hazard_fields) == list(damage_fields)
+                                else group_hash(items, hazard_fields))
 
     columns = (["loc_id", "PortNumber", "AccNumber", "LocNumber", "loc_idx", "peril_id", "coverage_type_id", "tiv",
                 "areaperil_id", "vulnerability_id"]
@@ -263,16 +290,43 @@ def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settin
                   "NumberOfRisks", "IsAggregate", "LocPeril"] + tiv_columns
                + ["peril_correlation_group", "damage_correlation_value", "hazard_group_id",
                   "hazard_correlation_value"])
-    frame = (items[[c for c in columns if c in items.columns]]
-             .drop_duplicates("item_id")
-             .sort_values("item_id", kind="stable")
-             .reset_index(drop=True))
+    first = ~items["item_id"].duplicated().to_numpy()
+    if not first.all():
+        items = items[first]
+    if not items["item_id"].is_monotonic_increasing:
+        items = items.sort_values("item_id", kind="stable")
+    frame = pd.DataFrame({c: _plain(items[c]) for c in columns if c in items.columns}, copy=False)
     return GulInputs(frame=frame, correlated=correlated)
+
+
+def _plain(values: pd.Series) -> pd.Series:
+    """``values`` with a RangeIndex, not copied."""
+    return pd.Series(values.array if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values.to_numpy(),
+                     dtype=values.dtype, copy=False)
+
+
+def _inner_join_peril(items: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """``items.merge(table, on="peril_id", how="inner")`` for a table with one row per peril, without copying
+    the items when every peril is in the table."""
+    extra = [c for c in table.columns if c != "peril_id"]
+    if not table["peril_id"].is_unique or set(extra) & set(items.columns) or items["peril_id"].dtype != object:
+        return items.merge(table, on="peril_id", how="inner")
+    where = pd.Index(table["peril_id"]).get_indexer(items["peril_id"])
+    found = where >= 0
+    if not found.all():
+        items, where = items[found], where[found]
+    columns = {c: _plain(items[c]) for c in items.columns}
+    columns.update({c: pd.Series(table[c].to_numpy()[where], dtype=table[c].dtype, copy=False) for c in extra})
+    return pd.DataFrame(columns, copy=False)
 
 
 def _prepare_keys(keys: pd.DataFrame) -> pd.DataFrame:
     """Successful keys with the item column names (coverage_type_id, areaperil_id)."""
-    keys = keys.rename(columns={k: v for k, v in _KEY_RENAMES.items() if k in keys.columns})
+    renames = {k: v for k, v in _KEY_RENAMES.items() if k in keys.columns}
+    if set(renames.values()) & set(keys.columns) or keys.columns.duplicated().any():
+        keys = keys.rename(columns=renames)
+    else:  # the columns renamed without copying the frame
+        keys = pd.DataFrame({renames.get(c, c): keys[c] for c in keys.columns}, copy=False)
     if "status" in keys.columns:
         keys = keys[keys["status"] == "success"]
     required = ["loc_id", "peril_id", "coverage_type_id", "areaperil_id", "vulnerability_id"]

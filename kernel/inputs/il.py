@@ -190,11 +190,33 @@ def calc_rules(kind: str) -> pd.DataFrame:
     return table.drop(columns=["desc", "id_key"], errors="ignore")
 
 
-@functools.cache
 def _schema():
-    from ods_tools.oed import OedSchema
+    from perilflow.kernel.oed.exposure import oed_schema
 
-    return OedSchema.from_oed_schema_info("latest version")
+    return oed_schema()
+
+
+@functools.cache
+def _peril_groups() -> dict[str, frozenset[str]]:
+    """OED peril group -> the peril groups (and single perils) it includes, as ods-tools' peril filtering has it."""
+    covered = _schema().schema["perils"]["covered"]
+    return {group: frozenset(other for other, included in covered.items() if not set(included).difference(perils))
+            for group, perils in covered.items()}
+
+
+def _peril_filtering(peril_ids: pd.Series, peril_filters: pd.Series) -> np.ndarray:
+    """True where ``peril_ids[i]`` is covered by the ';'-separated peril groups ``peril_filters[i]``.
+
+    ods-tools' ``OedSchema.peril_filtering`` (include_sub_group=True) without its numba
+    dictionary, whose first use costs more than a second; an unknown group is a KeyError there too.
+    """
+    groups = _peril_groups()
+    result = np.zeros(len(peril_ids), dtype=bool)
+    for i, (peril, filters) in enumerate(zip(peril_ids.to_numpy().astype("str"), peril_filters.to_numpy().astype("str"),
+                                             strict=True)):
+        if filters:
+            result[i] = any(peril in groups[group] for group in filters.split(";"))
+    return result
 
 
 def _default(column: str):
@@ -349,7 +371,8 @@ class _ProgrammeBuilder:
         account["acc_id"] = _sorted_ids(account, ("PortNumber", "AccNumber"))
         acc_ids = account[["PortNumber", "AccNumber", "acc_id"]].drop_duplicates()
 
-        gul = gul.reset_index(drop=True)
+        if not gul.index.equals(pd.RangeIndex(len(gul))):
+            gul = gul.reset_index(drop=True)
         acc_of = gul[["PortNumber", "AccNumber"]].merge(acc_ids, on=["PortNumber", "AccNumber"], how="left")
         if len(acc_of) != len(gul):  # (PortNumber, AccNumber) -> acc_id is one to one: never happens
             raise FmTermsError("an account (PortNumber, AccNumber) has several internal ids")
@@ -369,13 +392,11 @@ class _ProgrammeBuilder:
         self.tiv_sums: dict[str, np.ndarray] = {}
         work = {"loc_id": gul["loc_id"], "peril_id": gul["peril_id"], "coverage_type_id": gul["coverage_type_id"],
                 "gul_input_id": gul["item_id"], "building_id": gul["building_id"], "risk_id": gul["risk_id"],
-                "acc_id": acc_of["acc_id"].astype(np.int64), "agg_id_prev": gul["item_id"],
+                "acc_id": acc_of["acc_id"].to_numpy(np.int64), "agg_id_prev": gul["item_id"].copy(),
                 "_row": self.identity_rows}
-        items = pd.DataFrame({name: (values.to_numpy() if isinstance(values, pd.Series)
-                                     and not isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values)
-                              for name, values in work.items()})
-        items["layer_id"] = 1
-        items["PolNumber"] = pd.Series(pd.NA, index=items.index, dtype=object)
+        work["layer_id"] = np.ones(len(gul), dtype=np.int64)
+        work["PolNumber"] = np.full(len(gul), pd.NA, dtype=object)
+        items = _frame(work)
         self.items = items
         self.item_perils = items[["peril_id"]].drop_duplicates()
 
@@ -428,7 +449,7 @@ class _ProgrammeBuilder:
         self._add_profiles(self._pass_through_profile())
         for source, group, cond_locations in self._sources():
             if cond_locations is not None:
-                items = pd.DataFrame({c: self.items[c] for c in self.items.columns if c != "CondTag"}, copy=False)
+                items = _frame({c: self.items[c] for c in self.items.columns if c != "CondTag"})
                 self.items = _left_join(items, cond_locations, ["loc_id"])
             peril_field = group.peril_field
             for level_id in group.levels:
@@ -735,7 +756,7 @@ class _ProgrammeBuilder:
         """Repeat each term row for every item peril its peril filter covers (rows covering none are dropped)."""
         filters = level[["fm_peril"]].drop_duplicates()
         pairs = filters.merge(self.item_perils, how="cross")
-        covered = _schema().peril_filtering(pairs["peril_id"], pairs["fm_peril"].astype(str))
+        covered = _peril_filtering(pairs["peril_id"], pairs["fm_peril"].astype(str))
         return level.merge(pairs[covered], on="fm_peril", how="inner")
 
     def _assign_profiles(self, level: pd.DataFrame, level_id: int, factorize_key: list[str]) -> pd.DataFrame:
@@ -854,7 +875,7 @@ class _ProgrammeBuilder:
                 summary[column] = values.to_numpy(np.float64)
             else:
                 summary[column] = values.astype(np.int64).to_numpy()
-        summary = pd.DataFrame(summary)
+        summary = _frame(summary)
 
         profile = pd.concat(self.profiles, ignore_index=True)
         for column in profile.columns:
@@ -874,6 +895,18 @@ class _ProgrammeBuilder:
 # --------------------------------------------------------------------------- helpers
 
 
+def _frame(columns: Mapping[str, object]) -> pd.DataFrame:
+    """A DataFrame (RangeIndex) of equally long arrays or Series, not copied and without dtype inference."""
+    length = len(next(iter(columns.values()))) if columns else 0
+    index = pd.RangeIndex(length)
+    series = {}
+    for name, values in columns.items():
+        if isinstance(values, pd.Series):
+            values = _values(values)
+        series[name] = pd.Series(values, index=index, dtype=values.dtype, copy=False)
+    return pd.DataFrame(series, index=index, copy=False)
+
+
 def _values(values: pd.Series):
     """The array behind a Series (no copy): numpy for numpy dtypes, the extension array otherwise."""
     if isinstance(values.dtype, pd.api.extensions.ExtensionDtype):
@@ -883,42 +916,105 @@ def _values(values: pd.Series):
 
 def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str],
                validate: str | None = None) -> pd.DataFrame:
-    """``left.merge(right, on=on, how="left")`` for a large ``left`` and a small ``right``.
+    """``left.merge(right, on=on, how="left")``: same rows, order, columns and dtypes, for a large ``left``.
 
-    pandas merges the distinct keys of ``left`` with ``right``; the result is then spread over
-    the rows of ``left`` (whose columns are not copied when every row matches at most one row
-    of ``right``). Same rows, order, columns and dtypes as the plain merge.
+    The keys of both sides are encoded as one int64 per row (integer keys as they are,
+    categoricals by their codes, other keys factorized together) and matched with numpy; the
+    columns of ``left`` are not copied when every row matches at most one row of ``right``.
+    Key types this does not handle go through pandas.
     """
     on = list(on)
-    if (not on or len(left) == 0 or "_key" in right.columns or "_key" in left.columns
-            or (set(left.columns) & set(right.columns)) - set(on)):
+    if (not on or len(left) == 0 or len(right) == 0 or (set(left.columns) & set(right.columns)) - set(on)
+            or len(set(left.columns)) != len(left.columns) or len(set(right.columns)) != len(right.columns)):
         return left.merge(right, on=on, how="left", validate=validate)
-    keys = pd.DataFrame({c: left[c] for c in on}, copy=False)
-    codes = keys.groupby(on, sort=False, observed=True, dropna=False).ngroup().to_numpy(np.int64)
-    count = int(codes.max()) + 1
-    seen = np.maximum.accumulate(codes)
-    first = np.flatnonzero(np.concatenate(([True], codes[1:] > seen[:-1])))  # groups are numbered as they appear
-    if len(first) != count or not np.array_equal(codes[first], np.arange(count)):
-        first = np.unique(codes, return_index=True)[1]
-    distinct = pd.DataFrame({c: _take(left[c], first) for c in on})
-    distinct["_key"] = np.arange(count, dtype=np.int64)
-    small = distinct.merge(right, on=on, how="left", validate=validate)
-    matches = np.bincount(small["_key"].to_numpy(), minlength=count)
-    if len(small) == count:
-        left_rows, small_rows = None, codes
+    keys = _join_keys([left[c] for c in on], [right[c] for c in on])
+    if keys is None:
+        return left.merge(right, on=on, how="left", validate=validate)
+    left_key, right_key = keys
+    order = np.argsort(right_key, kind="stable")
+    sorted_keys = right_key[order]
+    unique_right = len(sorted_keys) < 2 or bool((sorted_keys[1:] != sorted_keys[:-1]).all())
+    if validate is not None and not unique_right:
+        return left.merge(right, on=on, how="left", validate=validate)  # pandas raises its MergeError
+    low = np.searchsorted(sorted_keys, left_key, side="left")
+    if unique_right:
+        found = low < len(sorted_keys)
+        found[found] = sorted_keys[low[found]] == left_key[found]
+        left_rows, right_rows = None, np.where(found, order[np.minimum(low, len(order) - 1)], -1)
     else:
-        repeat = matches[codes]
+        matches = np.searchsorted(sorted_keys, left_key, side="right") - low
+        repeat = np.maximum(matches, 1)
         left_rows = np.repeat(np.arange(len(left), dtype=np.int64), repeat)
         within = np.arange(len(left_rows), dtype=np.int64) - np.repeat(np.cumsum(repeat) - repeat, repeat)
-        small_rows = np.repeat((np.cumsum(matches) - matches)[codes], repeat) + within
+        position = np.minimum(np.repeat(low, repeat) + within, len(order) - 1)
+        right_rows = np.where(np.repeat(matches, repeat) > 0, order[position], -1)
+    probe = left.iloc[:0][on].merge(right.iloc[:0][on], on=on, how="left")  # the key columns' dtypes
     columns = {}
     for c in left.columns:
         values = left[c]
-        if c in on and small[c].dtype != values.dtype:  # e.g. categoricals with different categories: object
-            values = values.astype(small[c].dtype)
+        if c in on and probe[c].dtype != values.dtype:  # e.g. categoricals of different categories: object
+            values = values.astype(probe[c].dtype)
         columns[c] = _values(values) if left_rows is None else _take(values, left_rows)
-    columns.update({c: _take(small[c], small_rows) for c in small.columns if c not in on and c != "_key"})
-    return pd.DataFrame(columns, copy=False)
+    for c in right.columns:
+        if c not in on:
+            columns[c] = pd.api.extensions.take(_values(right[c]), right_rows, allow_fill=True)
+    return _frame(columns)
+
+
+def _join_keys(left: list[pd.Series], right: list[pd.Series]) -> tuple[np.ndarray, np.ndarray] | None:
+    """One int64 per row of each side, equal where pandas' merge matches the rows; None for unsupported types."""
+    left_key = np.zeros(len(left[0]), dtype=np.int64)
+    right_key = np.zeros(len(right[0]), dtype=np.int64)
+    size = 1
+    for a, b in zip(left, right, strict=True):
+        codes = _column_codes(a, b)
+        if codes is None:
+            return None
+        a_codes, b_codes, radix = codes
+        if size * radix >= 2 ** 62:  # renumber the keys so far before they overflow
+            both, _ = pd.factorize(np.concatenate([left_key, right_key]))
+            left_key, right_key, size = both[:len(left_key)], both[len(left_key):], int(both.max()) + 1
+        left_key = left_key * radix + a_codes
+        right_key = right_key * radix + b_codes
+        size *= radix
+    return left_key, right_key
+
+
+def _column_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Codes of two key columns (0 .. radix-1) that are equal where pandas' merge matches the values."""
+    ta, tb = a.dtype, b.dtype
+    if isinstance(ta, pd.CategoricalDtype) and ta == tb:
+        return (a.cat.codes.to_numpy(np.int64) + 1, b.cat.codes.to_numpy(np.int64) + 1,
+                len(ta.categories) + 1)
+    integer = [_integer_values(x) for x in (a, b)]
+    if integer[0] is not None and integer[1] is not None:
+        (va, na), (vb, nb) = integer
+        low = min(va.min(initial=0), vb.min(initial=0))
+        high = max(va.max(initial=0), vb.max(initial=0))
+        if high - low < 2 ** 40:
+            return (np.where(na, 0, va - low + 1), np.where(nb, 0, vb - low + 1), int(high - low) + 2)
+    kinds = {getattr(t, "kind", None) for t in (ta, tb)}
+    numeric = all(isinstance(t, np.dtype) and t.kind in "iuf" for t in (ta, tb))
+    textual = all(t == object or isinstance(t, pd.CategoricalDtype) for t in (ta, tb))
+    if not (numeric or textual) or kinds == {"b"}:
+        return None
+    both = np.concatenate([np.asarray(a, dtype=np.float64 if numeric else object),
+                           np.asarray(b, dtype=np.float64 if numeric else object)])
+    codes, uniques = pd.factorize(both, use_na_sentinel=False)
+    return codes[:len(a)].astype(np.int64), codes[len(a):].astype(np.int64), max(len(uniques), 1)
+
+
+def _integer_values(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """(int64 values, missing mask) of an integer column (numpy or nullable), else None."""
+    dtype = values.dtype
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu" and (dtype.kind == "i" or dtype.itemsize < 8):
+        array = values.to_numpy().astype(np.int64, copy=False)
+        return array, np.zeros(len(array), dtype=bool)
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and getattr(dtype, "kind", None) in "iu" \
+            and isinstance(values.array, pd.arrays.IntegerArray):
+        missing = values.isna().to_numpy()
+        return values.to_numpy(dtype=np.int64, na_value=0), missing
+    return None
 
 
 def _take(values: pd.Series, rows: np.ndarray):
@@ -1126,8 +1222,8 @@ def _merge_profiles(items: pd.DataFrame, level: pd.DataFrame, is_layer_level: bo
     any_layered = bool(layered.any())
     keys_unlayered = [c for c in shared if c not in ("layer_id", "PolNumber")]
     source = items[~layered] if any_layered else items
-    source = pd.DataFrame({("PolNumber_prev" if c == "PolNumber" else c): source[c] for c in source.columns
-                           if c != "layer_id"}, copy=False)
+    source = _frame({("PolNumber_prev" if c == "PolNumber" else c): source[c] for c in source.columns
+                     if c != "layer_id"})
     fresh = _left_join(source, level, keys_unlayered)
     if "PolNumber" in level.columns:
         new_layers = fresh.loc[fresh["layer_id"] > 1, "gul_input_id"].unique()

@@ -14,6 +14,7 @@ order.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -55,8 +56,9 @@ class Exposure:
     warnings: list[Problem] = field(default_factory=list)
 
 
+@functools.cache
 def oed_schema():
-    """The OED schema bundled with ods-tools ("latest version")."""
+    """The OED schema bundled with ods-tools ("latest version"), loaded once per process."""
     from ods_tools.oed import OedSchema
 
     return OedSchema.from_oed_schema_info("latest version")

@@ -192,6 +192,10 @@ def _missing_required(kind: str, columns: Mapping, fields: Mapping, label: str) 
 
 def _blank(values: pd.Series) -> np.ndarray:
     """True where a cell is empty (NaN, None or only spaces)."""
+    cells = _text_cells(values)
+    if cells is not None:  # each distinct text stripped once
+        codes, uniques = pd.factorize(cells)
+        return np.array([not text.strip() for text in uniques], dtype=bool)[codes]
     missing = values.isna().to_numpy()
     if values.dtype == object or isinstance(values.dtype, pd.StringDtype | pd.CategoricalDtype):
         text = values.astype("string").str.strip()
@@ -212,14 +216,48 @@ def _rows(mask: np.ndarray, make, limit: int = MAX_ROWS_LISTED) -> list[Problem]
     return problems
 
 
+def _text_cells(values: pd.Series) -> np.ndarray | None:
+    """The cells as an object array when every one is a str (a CSV file read as text), else None."""
+    if values.dtype != object:
+        return None
+    cells = values.to_numpy()
+    return cells if pd.api.types.infer_dtype(cells, skipna=False) in ("string", "empty") else None
+
+
+def _parse_numbers(values: pd.Series, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(numbers, blank) of a column of str cells: the cells stripped and converted with ``pd.to_numeric``.
+
+    Cells are parsed as they are first; only those that are not a number that way (blanks, text,
+    numbers padded with non-ASCII spaces) go through the strip and conversion one by one.
+    """
+    codes, uniques = pd.factorize(cells)
+    if len(uniques) <= len(cells) // 4:  # few distinct cells (codes, types, zeros): convert each once
+        numbers = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype="float64")[codes]
+    else:
+        numbers = np.asarray(pd.to_numeric(cells, errors="coerce"), dtype="float64").copy()
+    blank = cells == ""
+    failed = np.flatnonzero(np.isnan(numbers) & ~blank)
+    if len(failed):
+        cleaned = values.iloc[failed].astype("string").str.strip()
+        blank[failed] = (cleaned == "").fillna(True).to_numpy(dtype=bool)
+        numbers[failed] = pd.to_numeric(cleaned, errors="coerce").astype("float64").to_numpy()
+    return numbers, blank
+
+
 def _numeric_problems(values: pd.Series, column: str, field: dict, label: str) -> list[Problem]:
     """Text, fractions in integer fields, and values outside the OED valid range."""
     name = field["Input Field Name"]
-    blank = _blank(values)
-    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+    cells = _text_cells(values)
+    if cells is not None:
+        number_values, blank = _parse_numbers(values, cells)
+        numbers = pd.Series(number_values, index=values.index)
+        text = np.isnan(number_values) & ~blank
+    elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        blank = _blank(values)
         numbers = values.astype("float64")
         text = np.zeros(len(values), dtype=bool)
     else:
+        blank = _blank(values)
         cleaned = values.astype("string").str.strip()
         numbers = pd.to_numeric(cleaned, errors="coerce").astype("float64")
         text = (numbers.isna().to_numpy() & ~blank)
@@ -300,6 +338,11 @@ def _find(columns: Mapping, field_name: str) -> str | None:
 def _key_text(frame: pd.DataFrame, column: str) -> pd.Series:
     """Identifier column as stripped text (so 1 and '1' compare equal, as they do once loaded)."""
     values = frame[column]
+    cells = _text_cells(values)
+    if cells is not None:  # each distinct text stripped once
+        codes, uniques = pd.factorize(cells)
+        stripped = np.array([text.strip() for text in uniques] + [""], dtype=object)
+        return pd.Series(stripped[codes], index=values.index, dtype="string")
     if pd.api.types.is_float_dtype(values.dtype):
         as_int = values.dropna()
         if (as_int == np.trunc(as_int)).all():
