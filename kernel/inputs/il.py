@@ -991,15 +991,16 @@ def _column_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
         (va, na), (vb, nb) = integer
         low = min(va.min(initial=0), vb.min(initial=0))
         high = max(va.max(initial=0), vb.max(initial=0))
-        if high - low < 2 ** 40:
-            return (np.where(na, 0, va - low + 1), np.where(nb, 0, vb - low + 1), int(high - low) + 2)
-    kinds = {getattr(t, "kind", None) for t in (ta, tb)}
-    numeric = all(isinstance(t, np.dtype) and t.kind in "iuf" for t in (ta, tb))
-    textual = all(t == object or isinstance(t, pd.CategoricalDtype) for t in (ta, tb))
-    if not (numeric or textual) or kinds == {"b"}:
+        if high - low >= 2 ** 40:
+            return None
+        return np.where(na, 0, va - low + 1), np.where(nb, 0, vb - low + 1), int(high - low) + 2
+    kinds = [t.kind if isinstance(t, np.dtype) else None for t in (ta, tb)]
+    if all(k in ("i", "f") for k in kinds) and "f" in kinds:  # compared as floats (NaN matches NaN)
+        both = np.concatenate([a.to_numpy(np.float64), b.to_numpy(np.float64)])
+    elif all(k == "O" or isinstance(t, pd.CategoricalDtype) for k, t in zip(kinds, (ta, tb), strict=True)):
+        both = np.concatenate([np.asarray(a, dtype=object), np.asarray(b, dtype=object)])
+    else:
         return None
-    both = np.concatenate([np.asarray(a, dtype=np.float64 if numeric else object),
-                           np.asarray(b, dtype=np.float64 if numeric else object)])
     codes, uniques = pd.factorize(both, use_na_sentinel=False)
     return codes[:len(a)].astype(np.int64), codes[len(a):].astype(np.int64), max(len(uniques), 1)
 
