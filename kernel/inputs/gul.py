@@ -100,13 +100,18 @@ class GulInputs:
     @property
     def gul_summary_map(self) -> pd.DataFrame:
         """``gul_summary_map``: the OED identifiers of every item (layer_id 1, agg_id = item_id)."""
-        summary = self.frame[[c for c in _SUMMARY_COLUMNS if c in self.frame.columns]].copy()
-        for column in ("PortNumber", "AccNumber", "LocNumber", "peril_id"):
-            if column in summary:
-                summary[column] = summary[column].astype(str)
+        columns = {}
+        for column in _SUMMARY_COLUMNS:
+            if column in self.frame.columns:
+                values = self.frame[column]
+                if column in ("PortNumber", "AccNumber", "LocNumber", "peril_id"):
+                    columns[column] = pd.Series(_as_str(values), dtype=object)
+                else:
+                    columns[column] = pd.Series(_plain(values), copy=True)
+        summary = pd.DataFrame(columns, copy=False)
         summary["layer_id"] = 1
         summary["agg_id"] = summary["item_id"]
-        return summary.reset_index(drop=True)
+        return summary
 
     @property
     def correlations(self) -> pd.DataFrame:
@@ -194,15 +199,37 @@ def group_hash(frame: pd.DataFrame, fields: Sequence[str]) -> np.ndarray:
     return (combined >> np.uint64(33)).astype(np.uint32)
 
 
-def _text_hash(values: pd.Series) -> np.ndarray:
-    """``hash_array`` of ``values.astype(str)`` (as object), converting and hashing each distinct value once."""
+def _distinct_text(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, ``astype(str)`` of each distinct value) of a column; None when distinct values may share a
+    code but not a text (1 and 1.0, 0.0 and -0.0 in an object column). Missing values have code -1."""
     codes, uniques = pd.factorize(values)
     if values.dtype == object:
         types = {type(u) for u in uniques}
         if not (types <= {str} or (len(types) == 1 and not issubclass(types.pop(), float))):
-            # 1 and 1.0 are one value to factorize, 0.0 and -0.0 too, but not one text: value by value
-            return pd.util.hash_array(values.astype(str).astype(object).to_numpy())
+            return None
     text = pd.Series(uniques, dtype=values.dtype).astype(str).astype(object).to_numpy()
+    return codes, np.append(text, np.array([""], dtype=object))  # code -1 (missing) picks the last, replaced
+
+
+def _as_str(values: pd.Series) -> np.ndarray:
+    """``values.astype(str).astype(object)`` as an array, converting each distinct value once."""
+    distinct = _distinct_text(values)
+    if distinct is None:
+        return values.astype(str).astype(object).to_numpy()
+    codes, text = distinct
+    result = text[codes]
+    missing = codes < 0
+    if missing.any():
+        result[missing] = values[missing].astype(str).astype(object).to_numpy()
+    return result
+
+
+def _text_hash(values: pd.Series) -> np.ndarray:
+    """``hash_array`` of ``values.astype(str)`` (as object), converting and hashing each distinct value once."""
+    distinct = _distinct_text(values)
+    if distinct is None:
+        return pd.util.hash_array(values.astype(str).astype(object).to_numpy())
+    codes, text = distinct
     hashes = pd.util.hash_array(text, categorize=False)[codes]
     missing = codes < 0
     if missing.any():
@@ -254,7 +281,7 @@ def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settin
 
     sites = _insured_sites(location, damage_fields + hazard_fields)
     tiv_columns = [c for c in TIV_COLUMNS.values() if c in sites.columns]
-    items = keys.merge(sites, on="loc_id", how="inner", suffixes=("", "_location"))
+    items = _inner_join_sites(keys, sites)
     if items.empty:
         raise ValueError("no key matches a location with a positive TIV (keys and locations share no loc_id). "
                          "Fix: run the lookup on these locations, and check their TIV columns.")
@@ -262,7 +289,9 @@ def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settin
         buildings = np.maximum(1, items["NumberOfBuildings"].to_numpy(dtype=float))
         items[tiv_columns] = items[tiv_columns].div(buildings, axis=0)
     items["tiv"] = _item_tiv(items, tiv_columns)
-    items = items[items["tiv"] > 0]
+    positive = (items["tiv"] > 0).to_numpy()
+    if not positive.all():
+        items = items[positive]
     if items.empty:
         raise ValueError("every item has a zero TIV. Fix: give the locations a positive BuildingTIV, OtherTIV, "
                          "ContentsTIV or BITIV for the coverage types the lookup returns.")
@@ -299,10 +328,37 @@ def build_gul_inputs(location: pd.DataFrame, keys: pd.DataFrame, *, model_settin
     return GulInputs(frame=frame, correlated=correlated)
 
 
+def _renumbered(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame.reset_index(drop=True)`` without copying the columns."""
+    if frame.columns.duplicated().any():
+        return frame.reset_index(drop=True)
+    return pd.DataFrame({c: _plain(frame[c]) for c in frame.columns}, copy=False)
+
+
 def _plain(values: pd.Series) -> pd.Series:
     """``values`` with a RangeIndex, not copied."""
     return pd.Series(values.array if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values.to_numpy(),
                      dtype=values.dtype, copy=False)
+
+
+def _inner_join_sites(keys: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+    """``keys.merge(sites, on="loc_id", how="inner", suffixes=("", "_location"))`` for sites with one row per
+    loc_id: each key row looked up by position, the columns taken once."""
+    if (set(keys.columns) & set(sites.columns)) - {"loc_id"} or keys["loc_id"].dtype != np.int64 \
+            or sites["loc_id"].dtype != np.int64 or keys.columns.duplicated().any():
+        return keys.merge(sites, on="loc_id", how="inner", suffixes=("", "_location"))
+    where = pd.Index(sites["loc_id"].to_numpy()).get_indexer(keys["loc_id"].to_numpy())
+    found = where >= 0
+    if not found.all():
+        keys, where = keys[found], where[found]
+    columns = {c: _plain(keys[c]) for c in keys.columns}
+    for c in sites.columns:
+        if c != "loc_id":
+            values = sites[c]
+            taken = (values.array.take(where) if isinstance(values.dtype, pd.api.extensions.ExtensionDtype)
+                     else values.to_numpy().take(where))
+            columns[c] = pd.Series(taken, dtype=values.dtype, copy=False)
+    return pd.DataFrame(columns, copy=False)
 
 
 def _inner_join_peril(items: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
@@ -335,14 +391,54 @@ def _prepare_keys(keys: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"keys lack column(s) {', '.join(missing)}. Fix: give keys with loc_id, peril_id, "
                          "coverage_type, area_peril_id and vulnerability_id (as the lookup returns them).")
     keep = required + [c for c in _OPTIONAL_KEY_COLUMNS if c in keys.columns]
-    keys = keys[keep].reset_index(drop=True)
-    keys["peril_id"] = keys["peril_id"].astype(str)
-    keys["coverage_type_id"] = keys["coverage_type_id"].astype(np.int64)
+    keys = pd.DataFrame({c: _plain(keys[c]) for c in keep}, copy=False)  # columns not copied
+    perils = keys["peril_id"]
+    if not (perils.dtype == object and pd.api.types.infer_dtype(perils, skipna=False) == "string"):
+        keys["peril_id"] = perils.astype(str)
+    keys["coverage_type_id"] = keys["coverage_type_id"].astype(np.int64, copy=False)
     return keys
 
 
 def _insured_sites(location: pd.DataFrame, group_fields: Sequence[str]) -> pd.DataFrame:
-    """One row per loc_id (first row wins) of the locations with a non-zero TIV, with the columns items need."""
+    """One row per loc_id (first row wins) of the locations with a non-zero TIV, with the columns items need.
+
+    Only those columns are taken from ``location`` (not a copy of the whole frame).
+    """
+    if location.columns.duplicated().any():
+        return _insured_sites_of_copy(location, group_fields)
+    tiv_columns = [c for c in TIV_COLUMNS.values() if c in location.columns]
+    if not tiv_columns:
+        raise ValueError("location has no TIV column. Fix: add BuildingTIV, OtherTIV, ContentsTIV and/or BITIV.")
+    wanted = ["loc_id", "PortNumber", "AccNumber", "LocNumber", "NumberOfBuildings", "IsAggregate", "LocPeril",
+              "loc_idx", *tiv_columns]
+    wanted += [f for f in group_fields if f not in wanted and f not in _ITEM_GROUP_FIELDS]
+    n = len(location)
+    columns = {}
+    for column in dict.fromkeys(wanted):
+        if column == "loc_idx":
+            columns[column] = pd.Series(np.arange(n, dtype=np.int64), index=location.index)
+        elif column == "IsAggregate":
+            columns[column] = (location[column].fillna(0) if column in location
+                               else pd.Series(0, index=location.index, dtype=np.int64))
+        elif column == "NumberOfBuildings":
+            columns[column] = (location[column].fillna(1) if column in location
+                               else pd.Series(1, index=location.index, dtype=np.int64))
+        elif column in tiv_columns:
+            columns[column] = location[column].astype(float).fillna(0.0)
+        elif column in location.columns:
+            columns[column] = location[column]
+    sites = pd.DataFrame(columns, copy=False)
+    insured = np.zeros(n, dtype=bool)
+    for column in tiv_columns:
+        insured |= (columns[column] != 0).to_numpy()
+    if not insured.all():
+        sites = sites[insured]
+    first = ~sites["loc_id"].duplicated().to_numpy()
+    return sites if first.all() else sites[first]
+
+
+def _insured_sites_of_copy(location: pd.DataFrame, group_fields: Sequence[str]) -> pd.DataFrame:
+    """:func:`_insured_sites` for a location frame with repeated column names."""
     sites = location.copy()
     sites["loc_idx"] = np.arange(len(sites), dtype=np.int64)
     sites["IsAggregate"] = (sites["IsAggregate"].fillna(0) if "IsAggregate" in sites else 0)
@@ -373,11 +469,14 @@ def _split_buildings(items: pd.DataFrame, do_disaggregation: bool) -> pd.DataFra
     """Repeat each item for building_id 1..NumberOfBuildings; set risk_id and NumberOfRisks."""
     if do_disaggregation:
         counts = np.maximum(1, items["NumberOfBuildings"].to_numpy(dtype=float)).astype(np.int64)
-        items = items.iloc[np.repeat(np.arange(len(items)), counts)].reset_index(drop=True)
+        if (counts == 1).all():
+            items = _renumbered(items)
+        else:
+            items = items.iloc[np.repeat(np.arange(len(items)), counts)].reset_index(drop=True)
         starts = np.repeat(np.cumsum(counts) - counts, counts)
         items["building_id"] = np.arange(len(items)) - starts + 1
     else:
-        items = items.reset_index(drop=True)
+        items = _renumbered(items)
         items["building_id"] = 1
     aggregate = items["IsAggregate"].to_numpy() != 0
     items["risk_id"] = np.where(aggregate, items["building_id"], 1)

@@ -390,7 +390,12 @@ class _ProgrammeBuilder:
                          if column in gul.columns}
         self.identity_rows = np.arange(len(gul), dtype=np.int64)
         self.tiv_sums: dict[str, np.ndarray] = {}
-        work = {"loc_id": gul["loc_id"], "peril_id": gul["peril_id"], "coverage_type_id": gul["coverage_type_id"],
+        # peril_id as a categorical: the level frames' peril_id (from item_perils) shares its categories, so the
+        # many joins on it compare integer codes
+        perils = gul["peril_id"]
+        if perils.dtype == object and perils.notna().all():
+            perils = perils.astype("category")
+        work = {"loc_id": gul["loc_id"], "peril_id": perils, "coverage_type_id": gul["coverage_type_id"],
                 "gul_input_id": gul["item_id"], "building_id": gul["building_id"], "risk_id": gul["risk_id"],
                 "acc_id": acc_of["acc_id"].to_numpy(np.int64), "agg_id_prev": gul["item_id"].copy(),
                 "_row": self.identity_rows}
@@ -611,23 +616,56 @@ class _ProgrammeBuilder:
         else:
             group = items["FMTermGroupID"].astype("Float64")
             items["FMTermGroupID"] = group.mask(items["need_tiv"].isna(), -items["agg_id_prev"]).astype(np.int64)
-        items["agg_id"] = items.groupby(factorize_key, sort=False, observed=True, dropna=False).ngroup() + 1
+        items["agg_id"] = _group_ids(items, factorize_key) + 1
         # 3. terms made absolute, calcrules and profiles; then the profiles (and layers) onto the items
         items, level = _apply_tiv_terms(items, level, group_tiv, merge_cols, self._tiv_sum)
         level = self._assign_profiles(level, level_id, factorize_key)
         self._add_profiles(level)
         items = _merge_profiles(items, level, is_layer_level, level_id)
+        if self._record_level_fast(items, level_id):
+            self.items = _next_level(items)
+            return
         _check_one_profile(items, level_id, self.identity)
 
         # 4. links: a node of the level below split over several nodes here restarts from its items
-        splits = items.groupby("agg_id_prev", observed=True)["agg_id"].nunique()
-        splits = splits[splits > 1].index
+        group, counts = _distinct_counts(items, ["agg_id_prev"], "agg_id")
+        splits = np.unique(items["agg_id_prev"].to_numpy()[(counts > 1)[group]])
         if len(splits):
             items["root_start"] = items["agg_id"].isin(set(items.loc[items["agg_id_prev"].isin(splits), "agg_id"]))
         self.level_number += 1
         items["level_id"] = self.level_number
         self._record_links(items, level_id)
         self.items = _next_level(items)
+
+    def _record_level_fast(self, items: pd.DataFrame, level_id: int) -> bool:
+        """Steps 4 and 5 of :meth:`_apply_level` (one profile per node and layer, split nodes, fm_policytc and
+        fm_programme rows) from two factorizations, when no node is split and the columns are plain integers.
+
+        Returns False, having changed nothing, when the general steps must run instead.
+        """
+        columns = {c: items[c].to_numpy() for c in ("agg_id", "layer_id", "profile_id", "agg_id_prev")}
+        if level_id in CROSS_LAYER_LEVELS or any(v.dtype != np.int64 for v in columns.values()):
+            return False
+        agg, layer, profile, previous = columns["agg_id"], columns["layer_id"], columns["profile_id"], \
+            columns["agg_id_prev"]
+        node = _pair_first_rows(agg, layer)
+        links = _pair_first_rows(previous, np.zeros(len(previous), dtype=np.int64))  # by node of the level below
+        if node is None or links is None:
+            return False
+        node_of_row, first = node
+        if (profile != profile[node_of_row]).any():  # a node and layer with two profiles: the general check
+            return False
+        below_of_row, link_first = links
+        if (agg != agg[below_of_row]).any():  # a node of the level below is split
+            return False
+        self.level_number += 1
+        items["level_id"] = self.level_number
+        self.policytc.append(_frame({"level_id": np.full(len(first), self.level_number, dtype=np.int64),
+                                     "agg_id": agg[first], "layer_id": layer[first], "profile_id": profile[first]}))
+        self.programme.append(_frame({"from_agg_id": previous[link_first],
+                                      "level_id": np.full(len(link_first), self.level_number, dtype=np.int64),
+                                      "to_agg_id": agg[link_first]}))
+        return True
 
     def _term_maps(self, source: pd.DataFrame, level_id: int, step_level: bool, peril_field: str | None):
         """Which term columns of ``source`` apply at this level, grouped by term group.
@@ -790,25 +828,25 @@ class _ProgrammeBuilder:
     def _empty_layer_level(self, agg_key: list[str]) -> None:
         """The policy layer level without terms: one pass-through node per account (and layer)."""
         items = self.items
-        items["agg_id"] = items.groupby(agg_key, sort=False, observed=True, dropna=False).ngroup() + 1
+        items["agg_id"] = _group_ids(items, agg_key) + 1
         items["profile_id"] = 1
         self.level_number += 1
         items["level_id"] = self.level_number
-        self.policytc.append(items[["level_id", "agg_id", "layer_id", "profile_id"]].drop_duplicates())
-        self.programme.append(items[["agg_id_prev", "level_id", "agg_id"]]
-                              .set_axis(["from_agg_id", "level_id", "to_agg_id"], axis=1).drop_duplicates())
+        self.policytc.append(_drop_duplicates(items[["level_id", "agg_id", "layer_id", "profile_id"]]))
+        self.programme.append(_drop_duplicates(items[["agg_id_prev", "level_id", "agg_id"]]
+                                               .set_axis(["from_agg_id", "level_id", "to_agg_id"], axis=1)))
         self.items = _next_level(items)
 
     def _record_links(self, items: pd.DataFrame, level_id: int) -> None:
         """fm_policytc and fm_programme rows of the level just built."""
         rows = items[items["layer_id"] == 1] if level_id in CROSS_LAYER_LEVELS else items
-        self.policytc.append(rows[["level_id", "agg_id", "layer_id", "profile_id"]].drop_duplicates())
+        self.policytc.append(_drop_duplicates(rows[["level_id", "agg_id", "layer_id", "profile_id"]]))
         source = items["agg_id_prev"]
         if "root_start" in items:
             source = source.where(~items["root_start"], -items["gul_input_id"])
         links = pd.DataFrame({"from_agg_id": source.to_numpy(), "level_id": items["level_id"].to_numpy(),
                               "to_agg_id": items["agg_id"].to_numpy()})
-        self.programme.append(links.drop_duplicates())
+        self.programme.append(_drop_duplicates(links))
 
     # ----------------------------------------------------------------- profiles
 
@@ -848,7 +886,12 @@ class _ProgrammeBuilder:
 
     def _finish(self) -> IlInputs:
         """Number the outputs, complete PolNumber and acc_idx, and assemble the tables."""
-        items = self.items.sort_values(["gul_input_id", "layer_id"], kind="stable").reset_index(drop=True)
+        items = self.items
+        order = np.lexsort((items["layer_id"].to_numpy(), items["gul_input_id"].to_numpy()))  # stable
+        if not np.array_equal(order, np.arange(len(order))):
+            items = _frame({c: _take(items[c], order) for c in items.columns})
+        else:
+            items = _frame({c: items[c] for c in items.columns})
         items["output_id"] = np.arange(1, len(items) + 1)
         no_policy = items["PolNumber"].isna()
         if no_policy.any():
@@ -874,7 +917,7 @@ class _ProgrammeBuilder:
             elif column == "tiv":
                 summary[column] = values.to_numpy(np.float64)
             else:
-                summary[column] = values.astype(np.int64).to_numpy()
+                summary[column] = values.astype(np.int64, copy=False).to_numpy()
         summary = _frame(summary)
 
         profile = pd.concat(self.profiles, ignore_index=True)
@@ -882,8 +925,8 @@ class _ProgrammeBuilder:
             if column not in ("profile_id", "calcrule_id", "step_id"):
                 profile[column] = profile[column].fillna(0.0).astype(np.float64)
         return IlInputs(
-            fm_programme=pd.concat(self.programme, ignore_index=True).astype(np.int64),
-            fm_policytc=pd.concat(self.policytc, ignore_index=True).astype(np.int64),
+            fm_programme=_concat_int64(self.programme),
+            fm_policytc=_concat_int64(self.policytc),
             fm_profile=profile,
             fm_xref=xref.astype(np.int64),
             fm_summary_map=summary,
@@ -923,19 +966,29 @@ def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str],
     columns of ``left`` are not copied when every row matches at most one row of ``right``.
     Key types this does not handle go through pandas.
     """
+    rows = _join_rows(left, right, on, validate)
+    if rows is None:
+        return left.merge(right, on=list(on), how="left", validate=validate)
+    return _assemble(left, right, on, *rows)
+
+
+def _join_rows(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str],
+               validate: str | None = None) -> tuple[np.ndarray | None, np.ndarray] | None:
+    """The rows of :func:`_left_join`'s result: (row of ``left`` of each, None for ``left``'s rows in order;
+    row of ``right`` of each, -1 where none matches). None when pandas must do the merge."""
     on = list(on)
     if (not on or len(left) == 0 or len(right) == 0 or (set(left.columns) & set(right.columns)) - set(on)
             or len(set(left.columns)) != len(left.columns) or len(set(right.columns)) != len(right.columns)):
-        return left.merge(right, on=on, how="left", validate=validate)
+        return None
     keys = _join_keys([left[c] for c in on], [right[c] for c in on])
     if keys is None:
-        return left.merge(right, on=on, how="left", validate=validate)
+        return None
     left_key, right_key = keys
     order = np.argsort(right_key, kind="stable")
     sorted_keys = right_key[order]
     unique_right = len(sorted_keys) < 2 or bool((sorted_keys[1:] != sorted_keys[:-1]).all())
     if validate is not None and not unique_right:
-        return left.merge(right, on=on, how="left", validate=validate)  # pandas raises its MergeError
+        return None  # pandas raises its MergeError
     low = np.searchsorted(sorted_keys, left_key, side="left")
     if unique_right:
         found = low < len(sorted_keys)
@@ -948,6 +1001,13 @@ def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str],
         within = np.arange(len(left_rows), dtype=np.int64) - np.repeat(np.cumsum(repeat) - repeat, repeat)
         position = np.minimum(np.repeat(low, repeat) + within, len(order) - 1)
         right_rows = np.where(np.repeat(matches, repeat) > 0, order[position], -1)
+    return left_rows, right_rows
+
+
+def _assemble(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str], left_rows: np.ndarray | None,
+              right_rows: np.ndarray) -> pd.DataFrame:
+    """The frame of :func:`_left_join` from its rows (see :func:`_join_rows`)."""
+    on = list(on)
     probe = left.iloc[:0][on].merge(right.iloc[:0][on], on=on, how="left")  # the key columns' dtypes
     columns = {}
     for c in left.columns:
@@ -961,8 +1021,10 @@ def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: Sequence[str],
     return _frame(columns)
 
 
-def _join_keys(left: list[pd.Series], right: list[pd.Series]) -> tuple[np.ndarray, np.ndarray] | None:
-    """One int64 per row of each side, equal where pandas' merge matches the rows; None for unsupported types."""
+def _join_keys(left: list[pd.Series], right: list[pd.Series],
+               allow_missing: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
+    """One int64 per row of each side, equal where pandas' merge matches the rows; None for unsupported types
+    (and, unless ``allow_missing``, for columns with missing values)."""
     left_key = np.zeros(len(left[0]), dtype=np.int64)
     right_key = np.zeros(len(right[0]), dtype=np.int64)
     size = 1
@@ -970,7 +1032,9 @@ def _join_keys(left: list[pd.Series], right: list[pd.Series]) -> tuple[np.ndarra
         codes = _column_codes(a, b)
         if codes is None:
             return None
-        a_codes, b_codes, radix = codes
+        a_codes, b_codes, radix, missing = codes
+        if missing and not allow_missing:
+            return None
         if size * radix >= 2 ** 62:  # renumber the keys so far before they overflow
             both, _ = pd.factorize(np.concatenate([left_key, right_key]))
             left_key, right_key, size = both[:len(left_key)], both[len(left_key):], int(both.max()) + 1
@@ -980,12 +1044,112 @@ def _join_keys(left: list[pd.Series], right: list[pd.Series]) -> tuple[np.ndarra
     return left_key, right_key
 
 
+def _pair_first_rows(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(for each row, the position of the first row with its (a, b) pair; the positions of those first rows,
+    in order) for int64 arrays, or None when the pairs do not fit one int64."""
+    n = len(a)
+    if not n:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    a_low, b_low = int(a.min()), int(b.min())
+    a_size, b_size = int(a.max()) - a_low + 1, int(b.max()) - b_low + 1
+    if a_size * b_size <= 4 * n + 1024:  # pairs numbered directly: the first row of each by np.minimum.at
+        key = (a - a_low) * b_size + (b - b_low)
+        first = np.full(a_size * b_size, n, dtype=np.int64)
+        np.minimum.at(first, key, np.arange(n, dtype=np.int64))
+        of_row = first[key]
+    else:
+        codes_first = _pair_firsts(a, b)
+        if codes_first is None:
+            return None
+        codes, firsts = codes_first
+        of_row = firsts[codes]
+    marks = np.zeros(n, dtype=bool)
+    marks[of_row] = True
+    return of_row, np.flatnonzero(marks)
+
+
+def _pair_firsts(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(id of each row's distinct (a, b) pair, numbered as they appear; positions of each pair's first row)
+    for int64 arrays, or None when the pairs do not fit one int64."""
+    if not len(a):
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    a_low, b_low = int(a.min()), int(b.min())
+    b_size = int(b.max()) - b_low + 1
+    if (int(a.max()) - a_low + 1) * b_size >= 2 ** 62:
+        return None
+    codes = pd.factorize((a - a_low) * b_size + (b - b_low))[0].astype(np.int64)
+    seen = np.maximum.accumulate(codes)
+    first = np.flatnonzero(np.concatenate(([True], codes[1:] > seen[:-1])))  # ids are given as pairs appear
+    return codes, first
+
+
+def _row_keys(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray | None:
+    """One int64 per row, equal where the rows agree on ``columns``; None when a column has missing values
+    or a type :func:`_column_codes` does not handle."""
+    values = [frame[c] for c in columns]
+    keys = _join_keys(values, [v.iloc[:0] for v in values], allow_missing=False)
+    return None if keys is None else keys[0]
+
+
+def _group_ids(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """``frame.groupby(columns, sort=False, observed=True, dropna=False).ngroup()``: ids from 0 in order of
+    first appearance (missing values make a group of their own, numbered where it first appears too)."""
+    values = [frame[c] for c in columns]
+    keys = _join_keys(values, [v.iloc[:0] for v in values])
+    keys = None if keys is None else keys[0]
+    if keys is None:
+        return frame.groupby(list(columns), sort=False, observed=True, dropna=False).ngroup().to_numpy(np.int64)
+    return pd.factorize(keys)[0].astype(np.int64)
+
+
+def _first_rows(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> np.ndarray:
+    """``~frame.duplicated(columns)``: True on the first row of each distinct combination."""
+    columns = list(frame.columns) if columns is None else list(columns)
+    keys = _row_keys(frame, columns)
+    if keys is None:
+        return ~frame.duplicated(columns).to_numpy()
+    return ~pd.Series(keys).duplicated().to_numpy()
+
+
+def _drop_duplicates(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``frame.drop_duplicates(columns)`` (first rows kept, index labels kept)."""
+    first = _first_rows(frame, columns)
+    return frame if first.all() else frame[first]
+
+
+def _concat_int64(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """``pd.concat(frames, ignore_index=True).astype(np.int64)``, column by column."""
+    names = list(frames[0].columns) if frames else []
+    if not frames or any(list(f.columns) != names for f in frames) or len(set(names)) != len(names):
+        return pd.concat(frames, ignore_index=True).astype(np.int64)
+    if any(not pd.api.types.is_integer_dtype(f[c].dtype) or isinstance(f[c].dtype, pd.api.extensions.ExtensionDtype)
+           for f in frames for c in names):
+        return pd.concat(frames, ignore_index=True).astype(np.int64)
+    return _frame({c: np.concatenate([f[c].to_numpy() for f in frames]).astype(np.int64) for c in names})
+
+
+def _distinct_counts(frame: pd.DataFrame, by: Sequence[str], column: str) -> tuple[np.ndarray, np.ndarray]:
+    """(id of each row's ``by`` group, number of distinct ``column`` values of each group): the groupby
+    ``nunique`` of ``column`` (missing values not counted), by row."""
+    group = _group_ids(frame, by)
+    values = frame[column]
+    present = values.notna().to_numpy()
+    firsts = _pair_firsts(group, values.to_numpy()) if values.dtype == np.int64 else None
+    if firsts is not None:
+        pairs = np.zeros(len(group), dtype=bool)
+        pairs[firsts[1]] = True
+    else:
+        pairs = _first_rows(_frame({"g": group, "v": values}))
+    counts = np.bincount(group[pairs & present], minlength=int(group.max(initial=-1)) + 1)
+    return group, counts
+
+
 def _column_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Codes of two key columns (0 .. radix-1) that are equal where pandas' merge matches the values."""
     ta, tb = a.dtype, b.dtype
     if isinstance(ta, pd.CategoricalDtype) and ta == tb:
-        return (a.cat.codes.to_numpy(np.int64) + 1, b.cat.codes.to_numpy(np.int64) + 1,
-                len(ta.categories) + 1)
+        a_codes, b_codes = a.cat.codes.to_numpy(np.int64) + 1, b.cat.codes.to_numpy(np.int64) + 1
+        return a_codes, b_codes, len(ta.categories) + 1, bool((a_codes == 0).any() or (b_codes == 0).any())
     integer = [_integer_values(x) for x in (a, b)]
     if integer[0] is not None and integer[1] is not None:
         (va, na), (vb, nb) = integer
@@ -993,7 +1157,8 @@ def _column_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
         high = max(va.max(initial=0), vb.max(initial=0))
         if high - low >= 2 ** 40:
             return None
-        return np.where(na, 0, va - low + 1), np.where(nb, 0, vb - low + 1), int(high - low) + 2
+        return (np.where(na, 0, va - low + 1), np.where(nb, 0, vb - low + 1), int(high - low) + 2,
+                bool(na.any() or nb.any()))
     kinds = [t.kind if isinstance(t, np.dtype) else None for t in (ta, tb)]
     if all(k in ("i", "f") for k in kinds) and "f" in kinds:  # compared as floats (NaN matches NaN)
         both = np.concatenate([a.to_numpy(np.float64), b.to_numpy(np.float64)])
@@ -1002,7 +1167,8 @@ def _column_codes(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, np.ndarray, i
     else:
         return None
     codes, uniques = pd.factorize(both, use_na_sentinel=False)
-    return codes[:len(a)].astype(np.int64), codes[len(a):].astype(np.int64), max(len(uniques), 1)
+    return (codes[:len(a)].astype(np.int64), codes[len(a):].astype(np.int64), max(len(uniques), 1),
+            bool(pd.isna(uniques).any()))
 
 
 def _integer_values(values: pd.Series) -> tuple[np.ndarray, np.ndarray] | None:
@@ -1099,6 +1265,8 @@ def _check_one_term_set(terms: pd.DataFrame, join_keys: list[str], level_id: int
 
 def _check_one_profile(items: pd.DataFrame, level_id: int, identity: Mapping[str, pd.Series]) -> None:
     """Each node and layer must get one profile (two account rows of one policy layer with different terms do not)."""
+    if not (_distinct_counts(items, ["agg_id", "layer_id"], "profile_id")[1] > 1).any():
+        return
     profiles = items.groupby(["agg_id", "layer_id"], sort=False)["profile_id"].nunique()
     clash = profiles[profiles > 1]
     if len(clash):
@@ -1225,26 +1393,90 @@ def _merge_profiles(items: pd.DataFrame, level: pd.DataFrame, is_layer_level: bo
     source = items[~layered] if any_layered else items
     source = _frame({("PolNumber_prev" if c == "PolNumber" else c): source[c] for c in source.columns
                      if c != "layer_id"})
-    fresh = _left_join(source, level, keys_unlayered)
-    if "PolNumber" in level.columns:
+    kept = _left_join(items[layered], level, shared) if any_layered else None
+    rows = _join_rows(source, level, keys_unlayered)
+    deduplicated = False
+    if rows is not None and not is_layer_level and level_id not in CROSS_LAYER_LEVELS:
+        # drop the layers that do not change the terms before the joined rows are made (see below)
+        left_rows, right_rows = rows
+        light = _frame({"gul_input_id": source["gul_input_id"] if left_rows is None
+                        else _take(source["gul_input_id"], left_rows),
+                        "agg_id": source["agg_id"] if left_rows is None else _take(source["agg_id"], left_rows),
+                        **{c: pd.api.extensions.take(_values(level[c]), right_rows, allow_fill=True)
+                           for c in ("layer_id", "profile_id") if c in level.columns}})
+        if "layer_id" in light.columns and "profile_id" in light.columns:
+            deduplicated = True
+            new_layers = light.loc[light["layer_id"] > 1, "gul_input_id"].unique()
+            source_ids = source["gul_input_id"].to_numpy()
+            increasing = source_ids.dtype.kind == "i" and bool((np.diff(source_ids) > 0).all())
+            first = None
+            if increasing and left_rows is not None:  # each item is one source row: its rows are consecutive
+                first = _first_in_runs(left_rows, light, kept)
+            if first is None and not (increasing and left_rows is None) and not light["gul_input_id"].is_unique:
+                group, counts = _distinct_counts(light, ["gul_input_id", "agg_id"], "profile_id")
+                distinct = (counts > 1)[group]
+                if kept is not None:
+                    distinct |= light["agg_id"].isin(kept["agg_id"]).to_numpy()
+                light["_layer"] = light["layer_id"].where(distinct, 0)
+                first = _first_rows(light, ["gul_input_id", "agg_id", "profile_id", "_layer"])
+            if first is not None and not first.all():
+                left_rows = np.flatnonzero(first) if left_rows is None else left_rows[first]
+                right_rows = right_rows[first]
+        fresh = _assemble(source, level, keys_unlayered, left_rows, right_rows)
+    else:
+        fresh = _left_join(source, level, keys_unlayered)
+    if "PolNumber" in level.columns and deduplicated:
+        take = fresh["gul_input_id"].isin(new_layers) | fresh["PolNumber_prev"].isna()
+        fresh["PolNumber"] = fresh["PolNumber"].where(take, fresh["PolNumber_prev"])
+        del fresh["PolNumber_prev"]
+    elif "PolNumber" in level.columns:
         new_layers = fresh.loc[fresh["layer_id"] > 1, "gul_input_id"].unique()
         take = fresh["gul_input_id"].isin(new_layers) | fresh["PolNumber_prev"].isna()
         fresh["PolNumber"] = fresh["PolNumber"].where(take, fresh["PolNumber_prev"])
         del fresh["PolNumber_prev"]
     else:
         fresh.rename(columns={"PolNumber_prev": "PolNumber"}, inplace=True)
-    kept = _left_join(items[layered], level, shared) if any_layered else None
     # a layer is dropped where it does not change the terms (nothing to do when each item has one row)
-    if not is_layer_level and level_id not in CROSS_LAYER_LEVELS and not fresh["gul_input_id"].is_unique:
-        distinct = fresh.groupby(["gul_input_id", "agg_id"])["profile_id"].transform("nunique") > 1
+    if (not deduplicated and not is_layer_level and level_id not in CROSS_LAYER_LEVELS
+            and not fresh["gul_input_id"].is_unique):
+        group, counts = _distinct_counts(fresh, ["gul_input_id", "agg_id"], "profile_id")
+        distinct = (counts > 1)[group]
         if kept is not None:
-            distinct |= fresh["agg_id"].isin(kept["agg_id"])
+            distinct |= fresh["agg_id"].isin(kept["agg_id"]).to_numpy()
         fresh["_layer"] = fresh["layer_id"].where(distinct, 0)
-        fresh = fresh.drop_duplicates(["gul_input_id", "agg_id", "profile_id", "_layer"]).drop(columns="_layer")
+        fresh = _drop_duplicates(fresh, ["gul_input_id", "agg_id", "profile_id", "_layer"])
+        del fresh["_layer"]
     merged = fresh if kept is None else pd.concat([kept, fresh], ignore_index=True)
     merged["layer_id"] = merged["layer_id"].fillna(1).astype(np.int64)
     merged["profile_id"] = merged["profile_id"].fillna(1).astype(np.int64)
     return merged
+
+
+def _first_in_runs(runs: np.ndarray, light: pd.DataFrame, kept: pd.DataFrame | None) -> np.ndarray | None:
+    """The layer filter of :func:`_merge_profiles` when the rows of one (item, node) are consecutive (``runs``,
+    non-decreasing, numbers them): True on the rows kept. None when runs are too long for this."""
+    starts = np.flatnonzero(np.concatenate(([True], runs[1:] != runs[:-1])))
+    longest = int(np.diff(np.append(starts, len(runs))).max(initial=1))
+    if longest > 16:
+        return None
+    profile = light["profile_id"].to_numpy()
+
+    def repeated(*columns: np.ndarray) -> np.ndarray:
+        """True where an earlier row of the same run has the same values."""
+        seen = np.zeros(len(runs), dtype=bool)
+        for step in range(1, longest):
+            same = runs[step:] == runs[:-step]
+            for values in columns:
+                same &= values[step:] == values[:-step]
+            seen[step:] |= same
+        return seen
+
+    profile_seen = repeated(profile)
+    distinct = (np.bincount(runs[~profile_seen], minlength=int(runs.max(initial=-1)) + 1) > 1)[runs]
+    if kept is not None:
+        distinct |= light["agg_id"].isin(kept["agg_id"]).to_numpy()
+    layer = light["layer_id"].where(distinct, 0).to_numpy()
+    return ~repeated(profile, layer)
 
 
 def _next_level(items: pd.DataFrame) -> pd.DataFrame:

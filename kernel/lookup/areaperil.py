@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import shapely
-from scipy.spatial import cKDTree
 
 from perilflow.kernel.lookup.common import LookupConfigError
 
@@ -208,12 +207,15 @@ class AreaPerilIndex:
         self._centroid_tree = None
         if self.nearest_max_distance > 0 and len(self.geometries):
             centroids = shapely.centroid(self.geometries)
+            from scipy.spatial import cKDTree  # imported here: scipy.spatial takes ~0.4 s to import
+
             self._centroid_tree = cKDTree(
                 _swapped_unit_vectors(shapely.get_x(centroids), shapely.get_y(centroids))
             )
 
     def join(
-        self, locations: pd.DataFrame, lon_column: str = "longitude", lat_column: str = "latitude"
+        self, locations: pd.DataFrame, lon_column: str = "longitude", lat_column: str = "latitude",
+        points: np.ndarray | None = None,
     ) -> pd.DataFrame:
         """Left-join ``locations`` with the polygons their points fall in.
 
@@ -223,6 +225,9 @@ class AreaPerilIndex:
             Rows with longitude and latitude columns.
         lon_column, lat_column : str
             Names of those columns.
+        points : numpy.ndarray, optional
+            The locations' points (``shapely.points(lon, lat)``, one per row) when the caller
+            already has them.
 
         Returns
         -------
@@ -241,9 +246,12 @@ class AreaPerilIndex:
         has_point = ~(np.isnan(lon) | np.isnan(lat))
         rows = np.flatnonzero(has_point)
 
-        row_index, polygon_index = self.tree.query(shapely.points(lon[rows], lat[rows]), predicate="intersects")
+        row_points = shapely.points(lon[rows], lat[rows]) if points is None else np.asarray(points)[rows]
+        row_index, polygon_index = self.tree.query(row_points, predicate="intersects")
         matched_rows = rows[row_index]
-        unmatched = np.setdiff1d(np.arange(len(locations)), matched_rows)
+        matched = np.zeros(len(locations), dtype=bool)
+        matched[matched_rows] = True
+        unmatched = np.flatnonzero(~matched)  # np.setdiff1d(arange, matched_rows), without its sort
         unmatched_polygon = np.full(len(unmatched), -1, dtype=np.int64)
 
         if self._centroid_tree is not None:

@@ -390,7 +390,8 @@ class BuiltinLookup(BasicKeyLookup):
         """
         by_lower = {str(column).lower(): column for column in locations.columns}
         rename = {by_lower[c.lower()]: c for c in self.useful_columns if c.lower() in by_lower}
-        frame = locations.rename(columns=rename)
+        useful = set(self.useful_columns)
+        frame = locations[[c for c in locations.columns if rename.get(c, c) in useful]].rename(columns=rename)
         frame = frame[[c for c in self.useful_columns if c in frame.columns]].drop_duplicates()
         frame = frame.reset_index(drop=True)
         frame["status"] = STATUS_SUCCESS

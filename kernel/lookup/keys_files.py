@@ -17,10 +17,13 @@ empty fields). Writers go through a temporary file in the target folder and
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from perilflow.kernel.lookup.common import LookupDataError
@@ -54,13 +57,52 @@ KEYS_ERRORS_HEADER = {
 }
 
 
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def _plain_columns(frame: pd.DataFrame) -> dict[str, np.ndarray] | None:
+    """The columns when pandas would write every cell as is (integers, and text that needs no quotes), else None."""
+    if len(frame) == 0 or frame.columns.duplicated().any():
+        return None
+    columns = {}
+    for name in frame.columns:
+        if not isinstance(name, str) or not name or _NEEDS_QUOTES.search(name):
+            return None
+        values = frame[name].to_numpy()
+        if values.dtype.kind == "i":
+            columns[name] = values
+        elif values.dtype == object and pd.api.types.infer_dtype(values, skipna=False) == "string":
+            if any(not text or _NEEDS_QUOTES.search(text) for text in pd.unique(values)):
+                return None
+            columns[name] = values
+        else:
+            return None
+    return columns
+
+
+def _write_csv(handle, frame: pd.DataFrame) -> None:
+    """``frame.to_csv(handle, index=False, lineterminator="\\n")``; frames of integers and plain text go
+    through Arrow's csv writer (same text, several times faster)."""
+    columns = _plain_columns(frame)
+    if columns is None:
+        frame.to_csv(handle, index=False, lineterminator="\n")
+        return
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    buffer = io.BytesIO()
+    pa_csv.write_csv(pa.table(columns), buffer, pa_csv.WriteOptions(include_header=False, quoting_style="none"))
+    frame.iloc[:0].to_csv(handle, index=False, lineterminator="\n")  # the header line, as pandas writes it
+    handle.write(buffer.getvalue().decode("utf-8"))
+
+
 def _atomic_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
     """Write ``frame`` as csv to a temporary file beside ``path``, then move it into place."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            frame.to_csv(handle, index=False, lineterminator="\n")
+            _write_csv(handle, frame)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

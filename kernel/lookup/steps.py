@@ -240,7 +240,7 @@ def build_split_loc_perils_covered(ctx: StepContext, model_perils_covered: Seque
                 step=ctx.step,
                 fix="add LocPerilsCovered to the location file and list 'locperilscovered' in the step's 'columns'",
             )
-        codes = locations[column].astype(object).str.split(";")
+        codes = _split_text(locations[column].astype(object), ";")
         exploded = locations.assign(peril_group_id=codes).explode("peril_group_id").drop_duplicates()
         on = [c for c in groups.columns if c in exploded.columns]
         peril_rows = exploded.merge(groups, on=on)
@@ -254,6 +254,21 @@ def build_split_loc_perils_covered(ctx: StepContext, model_perils_covered: Seque
         return peril_rows.reset_index(drop=True)
 
     return split_loc_perils_covered
+
+
+def _split_text(values: pd.Series, separator: str) -> pd.Series:
+    """``values.str.split(separator)`` (an object Series), splitting each distinct text once."""
+    codes, uniques = pd.factorize(values)
+    if not all(isinstance(text, str) for text in uniques):
+        return values.str.split(separator)
+    parts = np.empty(len(uniques) + 1, dtype=object)
+    for i, text in enumerate(uniques):
+        parts[i] = text.split(separator)
+    parts[-1] = np.nan
+    result = parts[codes]
+    missing = codes < 0
+    result[missing] = values.to_numpy()[missing]  # None, NaN, ... as they are
+    return pd.Series(result, index=values.index, dtype=object)
 
 
 # --------------------------------------------------------------------------- rtree
@@ -334,13 +349,30 @@ def build_rtree(
             )
             location_perils = locations[peril].astype(str).where(locations[peril].notna())
             parts = [locations[~location_perils.isin(list(indexes))]]
+            points = _location_points(locations, lon, lat)  # made once for every peril's join
             for peril_id, peril_index in indexes.items():
-                rows = locations[location_perils == peril_id]
-                parts.append(peril_index.join(rows, lon_column=lon, lat_column=lat))
+                mask = (location_perils == peril_id).to_numpy()
+                parts.append(peril_index.join(locations[mask], lon_column=lon, lat_column=lat, points=points[mask]))
             joined = pd.concat(parts, ignore_index=True)
         return set_id_columns(joined, ids)
 
     return rtree
+
+
+def _location_points(locations: pd.DataFrame, lon: str, lat: str) -> np.ndarray:
+    """``shapely.points`` of the rows' coordinates (None where one is missing), each distinct point made once
+    (a location has a row per peril)."""
+    import shapely
+
+    x = pd.to_numeric(locations[lon], errors="coerce").to_numpy(dtype=float)
+    y = pd.to_numeric(locations[lat], errors="coerce").to_numpy(dtype=float)
+    points = np.full(len(x), None, dtype=object)
+    present = ~(np.isnan(x) | np.isnan(y))
+    pairs = np.empty(int(present.sum()), dtype=np.complex128)
+    pairs.real, pairs.imag = x[present], y[present]
+    codes, distinct = pd.factorize(pairs)
+    points[present] = shapely.points(distinct.real, distinct.imag)[codes]
+    return points
 
 
 # --------------------------------------------------------------------------- fixed size geo grid

@@ -159,12 +159,14 @@ def validate_frame(kind: str, frame: pd.DataFrame | None, label: str, schema, *,
         values = frame[column]
         if field is None:
             continue
+        blank = None
         if field["pd_dtype"] in _NUMERIC_DTYPES:
-            problems += _numeric_problems(values, column, field, label)
+            found, blank = _numeric_checks(values, column, field, label)
+            problems += found
         elif field["Input Field Name"].lower() in PERIL_FIELDS:
             problems += _peril_problems(values, column, schema, label)
         if field.get("Property field status") == "R":
-            blank = _blank(values)
+            blank = _blank(values) if blank is None else blank
             problems += _rows(blank, lambda i, column=column: Problem(
                 label, i + 1, column, "the value is blank but the field is required", "fill in a value.",
                 fatal=False))
@@ -231,7 +233,7 @@ def _parse_numbers(values: pd.Series, cells: np.ndarray) -> tuple[np.ndarray, np
     numbers padded with non-ASCII spaces) go through the strip and conversion one by one.
     """
     codes, uniques = pd.factorize(cells)
-    if len(uniques) <= len(cells) // 4:  # few distinct cells (codes, types, zeros): convert each once
+    if len(uniques) <= len(cells) * 0.6:  # repeated cells (codes, types, round amounts): convert each once
         numbers = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype="float64")[codes]
     else:
         numbers = np.asarray(pd.to_numeric(cells, errors="coerce"), dtype="float64").copy()
@@ -246,6 +248,11 @@ def _parse_numbers(values: pd.Series, cells: np.ndarray) -> tuple[np.ndarray, np
 
 def _numeric_problems(values: pd.Series, column: str, field: dict, label: str) -> list[Problem]:
     """Text, fractions in integer fields, and values outside the OED valid range."""
+    return _numeric_checks(values, column, field, label)[0]
+
+
+def _numeric_checks(values: pd.Series, column: str, field: dict, label: str) -> tuple[list[Problem], np.ndarray]:
+    """:func:`_numeric_problems`, and the column's blank cells (:func:`_blank`)."""
     name = field["Input Field Name"]
     cells = _text_cells(values)
     if cells is not None:
@@ -288,7 +295,7 @@ def _numeric_problems(values: pd.Series, column: str, field: dict, label: str) -
         problems += _rows(outside, lambda i: Problem(label, i + 1, column, f"{raw[i]} is outside the valid range "
                                                      f"of {name} ({_describe_ranges(ranges)})",
                                                      "correct the value.", fatal=False))
-    return problems
+    return problems, blank
 
 
 def _describe_ranges(ranges: list[dict]) -> str:
