@@ -443,8 +443,16 @@ class _ProgrammeBuilder:
         name = "_".join(str(c) for c in sorted(coverages))
         if name not in self.tiv_sums:
             present = [str(c) for c in sorted(coverages) if str(c) in self.identity]
-            self.tiv_sums[name] = (pd.DataFrame({c: self.identity[c] for c in present}).sum(axis=1).to_numpy()
-                                   if present else np.zeros(len(self.identity_rows)))
+            if all(self.identity[c].dtype == np.float64 for c in present):
+                # DataFrame.sum(axis=1) of float columns: missing values as 0, added in column order from 0.0
+                total = np.zeros(len(self.identity_rows))
+                for c in present:
+                    values = self.identity[c].to_numpy()
+                    total = total + np.where(np.isnan(values), 0.0, values)
+                self.tiv_sums[name] = total
+            else:
+                self.tiv_sums[name] = (pd.DataFrame({c: self.identity[c] for c in present}).sum(axis=1).to_numpy()
+                                       if present else np.zeros(len(self.identity_rows)))
         return self.tiv_sums[name]
 
     # ----------------------------------------------------------------- main loop
@@ -872,7 +880,11 @@ class _ProgrammeBuilder:
             profile = (profile[[*PROFILE_COLUMNS, *STEP_FIELDS]]
                        .sort_values(["profile_id", "step_id"]).drop_duplicates())
         else:
-            profile = level[[c for c in ("profile_id", "calcrule_id", *TERM_COLUMNS) if c in level.columns]].copy()
+            rows = level
+            if "profile_id" in level.columns:  # a profile id stands for one calcrule and set of terms (_profile_ids)
+                first = ~level["profile_id"].duplicated().to_numpy()
+                rows = level if first.all() else level[first]
+            profile = rows[[c for c in ("profile_id", "calcrule_id", *TERM_COLUMNS) if c in level.columns]].copy()
             for term in TERM_COLUMNS:
                 if term not in profile:
                     profile[term] = 0.0
@@ -1318,8 +1330,9 @@ def _apply_tiv_terms(items: pd.DataFrame, level: pd.DataFrame, group_tiv: Mappin
 def _calcrule_ids(level: pd.DataFrame, kind: str):
     """Calcrule of every row from the reference table ``kind``, by which terms are > 0 and their types/codes."""
     table = calc_rules(kind).copy()
-    frame = level.copy()
     terms, types = _CALC_RULE_TERMS[kind]
+    used = {*terms, *types, "deductible", "limit", "ded_type", "ded_code", "lim_type", "lim_code"}
+    frame = level[[c for c in level.columns if c in used]].copy()  # the columns the rules are read from
     present_terms = []
     for term in terms:
         if term in frame.columns:

@@ -240,10 +240,12 @@ def build_split_loc_perils_covered(ctx: StepContext, model_perils_covered: Seque
                 step=ctx.step,
                 fix="add LocPerilsCovered to the location file and list 'locperilscovered' in the step's 'columns'",
             )
-        codes = _split_text(locations[column].astype(object), ";")
-        exploded = locations.assign(peril_group_id=codes).explode("peril_group_id").drop_duplicates()
-        on = [c for c in groups.columns if c in exploded.columns]
-        peril_rows = exploded.merge(groups, on=on)
+        peril_rows = _peril_rows(locations, column, groups)
+        if peril_rows is None:
+            codes = _split_text(locations[column].astype(object), ";")
+            exploded = locations.assign(peril_group_id=codes).explode("peril_group_id").drop_duplicates()
+            on = [c for c in groups.columns if c in exploded.columns]
+            peril_rows = exploded.merge(groups, on=on)
         if model_perils:
             peril_rows = peril_rows[peril_rows["peril_id"].isin(model_perils)]
         not_covered = locations[~locations["loc_id"].isin(peril_rows["loc_id"])].copy()
@@ -254,6 +256,42 @@ def build_split_loc_perils_covered(ctx: StepContext, model_perils_covered: Seque
         return peril_rows.reset_index(drop=True)
 
     return split_loc_perils_covered
+
+
+def _peril_rows(locations: pd.DataFrame, column: str, groups: pd.DataFrame) -> pd.DataFrame | None:
+    """``locations`` with each peril code of ``column`` exploded, deduplicated and joined to ``groups``
+    (one row per location and peril, in the order the explode, ``drop_duplicates`` and inner merge of
+    :func:`build_split_loc_perils_covered` give), built from the distinct texts of ``column``; None when
+    that shortcut does not apply (repeated location rows, columns named like the groups' columns)."""
+    if ("peril_group_id" in locations.columns or "peril_id" in locations.columns
+            or locations.columns.duplicated().any() or list(groups.columns) != ["peril_group_id", "peril_id"]
+            or locations.duplicated().any()):
+        return None
+    codes, uniques = pd.factorize(locations[column].astype(object))
+    if not all(isinstance(text, str) for text in uniques) or groups["peril_group_id"].isna().any():
+        return None
+    covered: dict[str, list[str]] = {}
+    for group, peril in zip(groups["peril_group_id"], groups["peril_id"], strict=True):
+        covered.setdefault(group, []).append(peril)
+    pair_groups: list[str] = []
+    pair_perils: list[str] = []
+    starts = np.zeros(len(uniques) + 1, dtype=np.int64)  # pairs of distinct text i: starts[i]:starts[i + 1]
+    for i, text in enumerate(uniques):
+        for code in dict.fromkeys(text.split(";")):  # a code repeated in one cell is one row
+            for peril in covered.get(code, ()):
+                pair_groups.append(code)
+                pair_perils.append(peril)
+        starts[i + 1] = len(pair_groups)
+    counts = np.append(np.diff(starts), 0)[codes]  # missing cells (code -1) match no group
+    rows = np.repeat(np.arange(len(locations), dtype=np.int64), counts)
+    within = np.arange(len(rows), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+    pairs = np.repeat(starts[:-1][np.maximum(codes, 0)], counts) + within
+    result = {c: locations[c].take(rows).reset_index(drop=True) for c in locations.columns}
+    result["peril_group_id"] = pd.Series(np.array(pair_groups, dtype=object)[pairs] if len(pair_groups)
+                                         else np.zeros(0, dtype=object), dtype=object)
+    result["peril_id"] = pd.Series(np.array(pair_perils, dtype=object)[pairs] if len(pair_perils)
+                                   else np.zeros(0, dtype=object), dtype=object)
+    return pd.DataFrame(result, copy=False)
 
 
 def _split_text(values: pd.Series, separator: str) -> pd.Series:

@@ -147,8 +147,34 @@ def location_ids(location: pd.DataFrame, columns=LOCATION_ID_COLUMNS) -> np.ndar
     if keys.empty:
         return np.zeros(0, dtype=np.int64)
     keys = keys.apply(_as_oed_text)
+    ids = _sorted_group_ids(keys)
+    if ids is not None:
+        return ids
     groups = keys.groupby(list(keys.columns), sort=True, observed=True, dropna=False)
     return groups.ngroup().to_numpy(dtype=np.int64) + 1
+
+
+def _sorted_group_ids(keys: pd.DataFrame) -> np.ndarray | None:
+    """``keys.groupby(all columns, sort=True, observed=True, dropna=False).ngroup() + 1`` from per-column sort
+    codes (categories in category order, text in text order, missing values last) combined into one int64;
+    None when the codes do not fit one int64."""
+    combined = np.zeros(len(keys), dtype=np.int64)
+    size = 1
+    for column in keys.columns:
+        values = keys[column]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes = values.cat.codes.to_numpy(np.int64)
+            count = len(values.cat.categories)
+        else:
+            codes, uniques = pd.factorize(values, sort=True)
+            codes = codes.astype(np.int64)
+            count = len(uniques)
+        codes = np.where(codes < 0, count, codes)  # missing values sort last
+        if size * (count + 1) >= 2 ** 62:
+            return None
+        combined = combined * (count + 1) + codes
+        size *= count + 1
+    return np.unique(combined, return_inverse=True)[1].reshape(-1).astype(np.int64) + 1
 
 
 def _as_oed_text(values: pd.Series) -> pd.Series:

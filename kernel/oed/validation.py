@@ -195,6 +195,8 @@ def _missing_required(kind: str, columns: Mapping, fields: Mapping, label: str) 
 def _blank(values: pd.Series) -> np.ndarray:
     """True where a cell is empty (NaN, None or only spaces)."""
     cells = _text_cells(values)
+    if cells is not None and _mostly_distinct(cells):
+        return np.fromiter((not text.strip() for text in cells), dtype=bool, count=len(cells))
     if cells is not None:  # each distinct text stripped once
         codes, uniques = pd.factorize(cells)
         return np.array([not text.strip() for text in uniques], dtype=bool)[codes]
@@ -226,17 +228,36 @@ def _text_cells(values: pd.Series) -> np.ndarray | None:
     return cells if pd.api.types.infer_dtype(cells, skipna=False) in ("string", "empty") else None
 
 
+def _mostly_distinct(cells: np.ndarray, sample: int = 20_000) -> bool:
+    """True when most cells differ (judged on the first ``sample``), so that converting each distinct cell once
+    would not pay for finding them."""
+    head = cells[:sample]
+    return len(head) > 0 and len(pd.unique(head)) > 0.6 * len(head)
+
+
+def _stripped(values: pd.Series) -> pd.Series:
+    """``values.astype("string").fillna("").str.strip()``, each distinct text stripped once."""
+    cells = _text_cells(values)
+    if cells is None:
+        return values.astype("string").fillna("").str.strip()
+    if _mostly_distinct(cells):
+        return pd.Series([text.strip() for text in cells], index=values.index, dtype="string")
+    codes, uniques = pd.factorize(cells)
+    stripped = np.array([text.strip() for text in uniques] + [""], dtype=object)
+    return pd.Series(stripped[codes], index=values.index, dtype="string")
+
+
 def _parse_numbers(values: pd.Series, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(numbers, blank) of a column of str cells: the cells stripped and converted with ``pd.to_numeric``.
 
     Cells are parsed as they are first; only those that are not a number that way (blanks, text,
     numbers padded with non-ASCII spaces) go through the strip and conversion one by one.
     """
-    codes, uniques = pd.factorize(cells)
-    if len(uniques) <= len(cells) * 0.6:  # repeated cells (codes, types, round amounts): convert each once
-        numbers = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype="float64")[codes]
-    else:
+    if _mostly_distinct(cells):
         numbers = np.asarray(pd.to_numeric(cells, errors="coerce"), dtype="float64").copy()
+    else:  # repeated cells (codes, types, round amounts): convert each distinct cell once
+        codes, uniques = pd.factorize(cells)
+        numbers = np.asarray(pd.to_numeric(uniques, errors="coerce"), dtype="float64")[codes]
     blank = cells == ""
     failed = np.flatnonzero(np.isnan(numbers) & ~blank)
     if len(failed):
@@ -316,7 +337,7 @@ def _describe_ranges(ranges: list[dict]) -> str:
 def _peril_problems(values: pd.Series, column: str, schema, label: str) -> list[Problem]:
     """Peril codes that the OED schema does not know (codes are separated by ';')."""
     valid = set(schema.schema["perils"]["info"])
-    text = values.astype("string").fillna("").str.strip()
+    text = _stripped(values)
     distinct = pd.unique(text.to_numpy(dtype=object))
     unknown_of = {}
     for cell in distinct:  # one check per distinct cell, not per row
@@ -345,11 +366,8 @@ def _find(columns: Mapping, field_name: str) -> str | None:
 def _key_text(frame: pd.DataFrame, column: str) -> pd.Series:
     """Identifier column as stripped text (so 1 and '1' compare equal, as they do once loaded)."""
     values = frame[column]
-    cells = _text_cells(values)
-    if cells is not None:  # each distinct text stripped once
-        codes, uniques = pd.factorize(cells)
-        stripped = np.array([text.strip() for text in uniques] + [""], dtype=object)
-        return pd.Series(stripped[codes], index=values.index, dtype="string")
+    if _text_cells(values) is not None:
+        return _stripped(values)
     if pd.api.types.is_float_dtype(values.dtype):
         as_int = values.dropna()
         if (as_int == np.trunc(as_int)).all():
