@@ -910,8 +910,8 @@ class _ProgrammeBuilder:
             first_policy = self.accounts[["acc_id", "PolNumber"]].drop_duplicates("acc_id")
             looked_up = items.loc[no_policy, ["acc_id"]].merge(first_policy, on="acc_id", how="left")
             items.loc[no_policy, "PolNumber"] = looked_up["PolNumber"].to_numpy()
-        xref = pd.DataFrame({"output": items["output_id"], "agg_id": items["gul_input_id"],
-                             "layer_id": items["layer_id"]})
+        xref = _frame({"output": items["output_id"].astype(np.int64), "agg_id": items["gul_input_id"].astype(np.int64),
+                       "layer_id": items["layer_id"].astype(np.int64)})
         rows = items["_row"].to_numpy()
         for name, values in self.identity.items():  # the GUL columns the summary (or the account match) needs
             if name in FM_SUMMARY_COLUMNS or name in self.accounts.columns:
@@ -940,7 +940,7 @@ class _ProgrammeBuilder:
             fm_programme=_concat_int64(self.programme),
             fm_policytc=_concat_int64(self.policytc),
             fm_profile=profile,
-            fm_xref=xref.astype(np.int64),
+            fm_xref=xref,
             fm_summary_map=summary,
             stepped=self.stepped,
             frame=items,
@@ -1137,7 +1137,7 @@ def _concat_int64(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if any(not pd.api.types.is_integer_dtype(f[c].dtype) or isinstance(f[c].dtype, pd.api.extensions.ExtensionDtype)
            for f in frames for c in names):
         return pd.concat(frames, ignore_index=True).astype(np.int64)
-    return _frame({c: np.concatenate([f[c].to_numpy() for f in frames]).astype(np.int64) for c in names})
+    return _frame({c: np.concatenate([f[c].to_numpy() for f in frames]).astype(np.int64, copy=False) for c in names})
 
 
 def _distinct_counts(frame: pd.DataFrame, by: Sequence[str], column: str) -> tuple[np.ndarray, np.ndarray]:

@@ -238,9 +238,9 @@ class AreaPerilIndex:
             missing (or come from the nearest centroid, see the class notes).
             Rows with a missing coordinate never match. The index is 0..n-1.
         """
-        locations = locations.reset_index(drop=True)
+        if locations.columns.duplicated().any():
+            locations = locations.reset_index(drop=True)
         shared = [column for column in self.attributes.columns if column in locations.columns]
-        base = locations.drop(columns=shared)
         lon = pd.to_numeric(locations[lon_column], errors="coerce").to_numpy(dtype=float)
         lat = pd.to_numeric(locations[lat_column], errors="coerce").to_numpy(dtype=float)
         has_point = ~(np.isnan(lon) | np.isnan(lat))
@@ -264,7 +264,14 @@ class AreaPerilIndex:
 
         all_rows = np.concatenate([matched_rows, unmatched])
         all_polygons = np.concatenate([polygon_index.astype(np.int64), unmatched_polygon])
-        joined = base.iloc[all_rows].reset_index(drop=True)
+        in_order = len(all_rows) == len(locations) and bool((all_rows == np.arange(len(all_rows))).all())
+        if locations.columns.duplicated().any():
+            joined = locations.drop(columns=shared).iloc[all_rows].reset_index(drop=True)
+        else:  # the location columns taken once (not at all when every row matched one polygon, in order)
+            joined = pd.DataFrame({column: _rows_of(locations[column], None if in_order else all_rows)
+                                   for column in locations.columns if column not in shared}, copy=False)
+            if not len(joined.columns):
+                joined = pd.DataFrame(index=pd.RangeIndex(len(all_rows)))
         found = all_polygons >= 0
         for column in self.attributes.columns:
             values = self.attributes[column]
@@ -274,6 +281,14 @@ class AreaPerilIndex:
             else:
                 joined[column] = taken.where(found)
         return joined
+
+
+def _rows_of(values: pd.Series, rows: np.ndarray | None) -> pd.Series:
+    """``values.iloc[rows]`` (all rows when None) with the index 0..n-1; not copied when all rows are taken."""
+    array = values.array if isinstance(values.dtype, pd.api.extensions.ExtensionDtype) else values.to_numpy()
+    if rows is not None:
+        array = array.take(rows)
+    return pd.Series(array, dtype=values.dtype, copy=False)
 
 
 def _swapped_unit_vectors(lon_degrees: np.ndarray, lat_degrees: np.ndarray) -> np.ndarray:

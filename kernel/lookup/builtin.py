@@ -679,7 +679,9 @@ def run_lookup(
     resolved = load_lookup_config(config, keys_data_path)
     lookup = create_lookup(resolved, user_data_dir=user_data_dir, output_dir=output_dir)
     owner = type(lookup).__name__
-    results = _results_frame(lookup.process_locations(location.copy()), owner)
+    # the built-in lookup only reads the frame it is given; a model's own class gets a copy to change at will
+    given = location if type(lookup) is BuiltinLookup else location.copy()
+    results = _results_frame(lookup.process_locations(given), owner)
 
     required = ("loc_id", "peril_id", "coverage_type", "status")
     missing = [column for column in required if column not in results.columns]
