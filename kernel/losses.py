@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 RUN_SETTINGS = "run_settings.json"
 #: loss columns of a record: sidx -5, -4, -3, -2, -1, then samples
@@ -268,11 +267,3 @@ def generate_losses_output(run_dir: str | os.PathLike, n_chunks: int) -> Path:
     staging.rename(output)
     return output
 
-
-def read_output_table(output_dir: Path, name: str) -> pd.DataFrame:
-    """Read one ORD output file by name (csv or parquet)."""
-    for ext in ("csv", "parquet"):
-        path = Path(output_dir) / f"{name}.{ext}"
-        if path.exists():
-            return pd.read_csv(path) if ext == "csv" else pd.read_parquet(path)
-    raise FileNotFoundError(f"{output_dir}: no output {name}.csv or .parquet")

@@ -32,12 +32,11 @@ def assert_same_plan(fast: FMPlan, slow: FMPlan) -> None:
     np.testing.assert_array_equal(fast_ptr, slow_ptr)
     np.testing.assert_array_equal(fast_base, slow_base)
     # prepared rows may be stored in another order: compare what each node layer applies
-    for plan_a, plan_b in ((fast, slow),):
-        for r in range(plan_a.prof_rows.shape[0]):
-            a0, a1 = plan_a.prof_rows[r]
-            b0, b1 = plan_b.prof_rows[r]
-            np.testing.assert_array_equal(plan_a.rules[a0:a1], plan_b.rules[b0:b1])
-            np.testing.assert_array_equal(plan_a.terms[a0:a1], plan_b.terms[b0:b1])
+    for r in range(fast.prof_rows.shape[0]):
+        a0, a1 = fast.prof_rows[r]
+        b0, b1 = slow.prof_rows[r]
+        np.testing.assert_array_equal(fast.rules[a0:a1], slow.rules[b0:b1])
+        np.testing.assert_array_equal(fast.terms[a0:a1], slow.terms[b0:b1])
 
 
 def both(folder: Path, alloc: int, with_items: bool) -> tuple[FMPlan, FMPlan]:
