@@ -31,6 +31,8 @@ _PATH_KEYS = {
     "oed_scope_csv": "ri_scope",
     "oasis_files_dir": "oasis_files_dir",
     "keys_data_csv": "keys_csv",
+    "exposure_pre_analysis_module": "pre_analysis_module",
+    "exposure_pre_analysis_setting_json": "pre_analysis_setting_json",
 }
 _REQUIRED_EXISTING = ("model_data_dir", "location")
 
@@ -51,6 +53,9 @@ class MdkConfig:
     ri_scope: Path | None = None
     oasis_files_dir: Path | None = None
     keys_csv: Path | None = None
+    pre_analysis_module: Path | None = None
+    pre_analysis_class_name: str = "ExposurePreAnalysis"
+    pre_analysis_setting_json: Path | None = None
     gul_alloc_rule: int = 0
     il_alloc_rule: int = 2
     ri_alloc_rule: int = 3
@@ -92,6 +97,10 @@ def load_mdk_config(path: str | Path, require: tuple[str, ...] = _REQUIRED_EXIST
             if not isinstance(value, str):
                 raise MdkConfigError(f"{path}: '{key}' must be a path string, got {value!r}")
             setattr(config, _PATH_KEYS[key], (base / value).resolve())
+        elif key == "exposure_pre_analysis_class_name":
+            if not isinstance(value, str) or not value.isidentifier():
+                raise MdkConfigError(f"{path}: '{key}' must be the name of a Python class, got {value!r}")
+            config.pre_analysis_class_name = value
         elif key == "ktools_alloc_rule_gul":
             config.gul_alloc_rule = _alloc(path, key, value)
         elif key == "ktools_alloc_rule_il":

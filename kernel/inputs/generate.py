@@ -75,7 +75,9 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
 
     The exposure comes from ``oed_location_csv`` / ``oed_accounts_csv`` (and the RI files when
     given), the keys from the model's lookup (``lookup_config_json``, data in ``lookup_data_dir``),
-    and correlations and damage groups from ``model_settings_json``.
+    and correlations and damage groups from ``model_settings_json``. When the config names an
+    ``exposure_pre_analysis_module``, that hook rewrites the exposure before the lookup
+    (:mod:`perilflow.kernel.inputs.hook`).
 
     Returns
     -------
@@ -91,11 +93,18 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
         if getattr(config, attr) is None:
             raise ValueError(f"{config.source}: '{key}' is required to generate input files; add it")
     exposure = load_exposure(config.location, config.account, config.ri_info, config.ri_scope)
+    out = Path(output_dir)
+    if config.pre_analysis_module is not None:
+        from perilflow.kernel.inputs.hook import apply_pre_analysis_hook
+
+        exposure = apply_pre_analysis_hook(
+            exposure, config.pre_analysis_module, config.pre_analysis_class_name, config.pre_analysis_setting_json,
+            input_dir=out, model_data_dir=config.model_data_dir, analysis_settings_json=config.analysis_settings_json,
+            model_settings=config.model_settings())
     keys, errors = run_lookup(config.lookup_config_json, exposure.location, config.lookup_data_dir)
     if keys.empty:
         raise ValueError(f"the lookup found no key for any of the {len(exposure.location)} locations "
                          "(see keys-errors.csv); check the exposure's coordinates and perils against the model")
-    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = {"keys": write_keys(out / "keys.csv", keys), "keys_errors": write_keys_errors(out / "keys-errors.csv",
                                                                                             errors)}
