@@ -3,8 +3,10 @@
 Both get the same MDK configuration: PiWind's model (lookup config, keys data, model
 settings with correlations) and a synthetic portfolio of ``--locations`` locations on
 PiWind's geography (``benchmarks/synthetic_portfolio.py``). Each tool runs in its own
-process; we record wall time, CPU time (user + system, children included) and peak RSS,
-``--runs`` times, and report the medians and the ratios.
+process; we record wall time, CPU time (user + system, children included), peak RSS of the
+process tree (sampled every 0.2 s, as ``losses_vs_oasislmf`` does) and the 1-minute load
+average before and after each run (the machine may be shared), ``--runs`` times, and report
+the medians, ranges and ratios.
 
 The reference runs from its own virtual environment (default ``.bench/oasis-venv``,
 created with ``pip install 'oasislmf[extra]==2.5.8' 'pandas<3'`` when missing); Perilflow never
@@ -17,15 +19,14 @@ numba code on first use), untimed.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -61,16 +62,30 @@ def write_config(folder: Path, shared: Path, location: Path, account: Path) -> P
 
 
 def timed(cmd: list[str], cwd: Path) -> dict[str, float]:
-    """Run ``cmd``; wall, CPU (user+sys of the children) and peak RSS of the largest child."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime),
-            "peak_rss_mib": after.ru_maxrss / 1024}
+    """Run ``cmd``: wall, CPU (user+sys of it and its descendants), peak RSS of its process tree, and the
+    1-minute load average just before and just after (how busy the machine was)."""
+    from benchmarks.losses_vs_oasislmf import measure  # that module imports this one
+
+    load_before = os.getloadavg()[0]
+    figures = measure(cmd, cwd, os.environ.copy())
+    return {**figures, "load_before": load_before, "load_after": os.getloadavg()[0]}
+
+
+def machine() -> dict[str, object]:
+    """What the figures were taken on: CPUs, memory, Python, commit, date, load average at the start."""
+    import psutil
+
+    model = ""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                     "")
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(), "commit": commit.stdout.strip(),
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "load_avg_at_start": os.getloadavg()}
 
 
 def commands(tool: str, config: Path, out: Path, oasislmf: Path) -> list[str]:
@@ -80,9 +95,31 @@ def commands(tool: str, config: Path, out: Path, oasislmf: Path) -> list[str]:
     return [str(oasislmf), "model", "generate-oasis-files", "--config", str(config), "--oasis-files-dir", str(out)]
 
 
-def count_rows(folder: Path, name: str) -> int:
-    path = folder / name
-    return int(sum(1 for _ in path.open()) - 1) if path.exists() else -1
+#: Oasis binary files and the size of one record (no header)
+BIN_RECORDS = {"items.bin": 20, "coverages.bin": 4, "fm_programme.bin": 12, "fm_policytc.bin": 16,
+               "fm_profile.bin": 40, "fm_xref.bin": 12}
+
+
+def count_rows(folder: Path) -> dict[str, int]:
+    """Rows of the main files written in ``folder`` (-1: not written): keys (csv or parquet), the .bin
+    files by record size, the summary maps by lines."""
+    rows: dict[str, int] = {}
+    keys = [folder / "keys.csv", folder / "keys.parquet"]
+    if keys[0].exists():
+        rows["keys"] = sum(1 for _ in keys[0].open()) - 1
+    elif keys[1].exists():
+        import pyarrow.parquet as pq
+
+        rows["keys"] = pq.ParquetFile(keys[1]).metadata.num_rows
+    else:
+        rows["keys"] = -1
+    for name, size in BIN_RECORDS.items():
+        path = folder / name
+        rows[name] = path.stat().st_size // size if path.exists() else -1
+    for name in ("gul_summary_map.csv", "fm_summary_map.csv"):
+        path = folder / name
+        rows[name] = sum(1 for _ in path.open()) - 1 if path.exists() else -1
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                                ROOT / ".bench" / "oasis-venv")))
     parser.add_argument("--tools", default="perilflow,oasislmf")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inputs_vs_oasislmf.json")
+    parser.add_argument("--note", default="", help="free text kept in the JSON (e.g. what else ran on the machine)")
     args = parser.parse_args(argv)
+    host = machine()
     tools = args.tools.split(",")
     oasislmf = ensure_reference_venv(args.oasis_venv) if "oasislmf" in tools else Path("oasislmf")
 
@@ -116,13 +155,14 @@ def main(argv: list[str] | None = None) -> int:
                 if n == args.locations:
                     results[tool].append(figures)
                     print(f"{tool} {n} locations run {r + 1}: {figures}", flush=True)
-                    rows[tool] = {name: count_rows(out, name) for name in
-                                  ("keys.csv", "items.csv", "coverages.csv", "fm_programme.csv", "fm_xref.csv")}
+                    rows[tool] = count_rows(out)
 
-    medians = {t: {k: statistics.median(run[k] for run in results[t]) for k in ("wall_s", "cpu_s", "peak_rss_mib")}
-               for t in tools}
-    report = {"locations": args.locations, "runs": args.runs, "medians": medians, "all_runs": results,
-              "rows_written": rows, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}}
+    figures = ("wall_s", "cpu_s", "peak_rss_mib")
+    medians = {t: {k: statistics.median(run[k] for run in results[t]) for k in figures} for t in tools}
+    ranges = {t: {k: [min(run[k] for run in results[t]), max(run[k] for run in results[t])] for k in figures}
+              for t in tools}
+    report = {"locations": args.locations, "runs": args.runs, "medians": medians, "ranges": ranges,
+              "all_runs": results, "rows_written": rows, "machine": host, "note": args.note}
     if len(tools) == 2:
         a, b = medians["oasislmf"], medians["perilflow"]
         report["ratios"] = {"wall": a["wall_s"] / b["wall_s"], "cpu": a["cpu_s"] / b["cpu_s"],
