@@ -18,6 +18,13 @@ prepare             oasis_files_dir, run_dir, model_data_dir, analysis_settings
 chunk               run_dir, chunk_index, n_chunks
 merge               run_dir, n_chunks
 ==================  =============================================================
+
+The platform's analysis steps (storage URIs in and out, one per sub-task of a run) are in
+:mod:`perilflow.kernel.pipeline`: pre-analysis-hook, prepare-keys-file, collect-keys,
+write-input-files, prepare-losses-generation-directory, generate-losses-chunk,
+generate-losses-output and generate-losses (run_mode v1).
+
+Exit status: 0 success, 2 bad input, 3 no keys (the lookup matched no location), 1 anything else.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_BAD_INPUT = 2
+EXIT_NO_KEYS = 3
 
 
 def load_params(text: str) -> dict[str, Any]:
@@ -103,12 +111,14 @@ def step_merge(params: dict[str, Any]) -> dict[str, Any]:
     return {"output_dir": str(out), "files": sorted(p.name for p in out.iterdir())}
 
 
-STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    "generate-files": step_generate_files,
-    "prepare": step_prepare,
-    "chunk": step_chunk,
-    "merge": step_merge,
-}
+def _steps() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+    from perilflow.kernel.pipeline import STEPS as PIPELINE
+
+    return {"generate-files": step_generate_files, "prepare": step_prepare, "chunk": step_chunk,
+            "merge": step_merge, **PIPELINE}
+
+
+STEPS = _steps()
 
 
 def versions() -> dict[str, str]:
@@ -134,8 +144,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.step == "versions":
         print(json.dumps(versions(), indent=2))
         return 0
+    from perilflow.kernel.pipeline import NoKeysError
+
     try:
         result = STEPS[args.step](load_params(args.params))
+    except NoKeysError as exc:
+        print(f"perilflow-worker {args.step}: no keys: {exc}", file=sys.stderr)
+        return EXIT_NO_KEYS
     except (ValueError, FileNotFoundError) as exc:
         print(f"perilflow-worker {args.step}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
