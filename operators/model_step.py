@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from airflow.providers.cncf.kubernetes.pod_generator import make_safe_label_value
 from kubernetes.client import models as k8s
 
 from perilflow.operators.config import PlatformConfig
@@ -81,8 +82,9 @@ def storage_env(cfg: PlatformConfig) -> dict[str, str]:
 
 
 def _labels(step: str, context_labels: Mapping[str, str]) -> dict[str, str]:
+    """The pod's labels; values made valid label values (at most 63 characters, alphanumeric at both ends)."""
     labels = {"app.kubernetes.io/name": "perilflow-model-worker", "perilflow/step": step}
-    labels.update({k: str(v)[:63] for k, v in context_labels.items()})
+    labels.update({k: make_safe_label_value(str(v)) for k, v in context_labels.items()})
     return labels
 
 
@@ -305,8 +307,9 @@ class ModelStepOperator(KubernetesPodOperator):
         runtime = params.pop(RUNTIME_KEY, None) or {}
         ti = context["ti"]
         labels = {"perilflow/dag-id": ti.dag_id, "perilflow/task-id": ti.task_id,
-                  "perilflow/map-index": str(ti.map_index),
                   "perilflow/analysis": str(runtime.get("analysis_id", ""))}
+        if ti.map_index is not None and ti.map_index >= 0:  # "-1" is not a valid label value
+            labels["perilflow/map-index"] = str(ti.map_index)
         configure_pod(self, cfg, runtime, params, labels)
         self.backend = runtime.get("backend") or cfg.backend
         if self.backend == "kubernetes":
