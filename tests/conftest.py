@@ -7,6 +7,10 @@ so pytest puts the repo root on sys.path), or through the ``shared`` fixture.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +44,40 @@ def require_shared(path: str | os.PathLike[str] = ".") -> Path:
 def shared() -> Path:
     """The shared reference folder (skips, or fails in CI, when it is missing)."""
     return require_shared()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory):
+    """A moto S3 server on 127.0.0.1 with bucket ``perilflow``; yields the env a worker would get."""
+    import boto3
+
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                                  stdout=out, stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"moto server did not start: {log.read_text()[-500:]}") from None
+                time.sleep(0.2)
+        env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_ENDPOINT_URL": endpoint,
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                     region_name="us-east-1").create_bucket(Bucket="perilflow")
+        yield env
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -205,3 +205,32 @@ def test_a_chunk_that_always_fails_fails_the_run_and_leaves_a_traceback(piwind_c
     traceback = (folder / "traceback.txt").read_text()
     assert "generate-losses-chunk-1" in traceback and "simulated failure of chunk 1" in traceback
     assert not (folder / "run_directory.tar.gz").exists() and not (folder / "output.tar.gz").exists()
+
+
+def test_a_run_on_s3_storage_gives_the_same_outputs(runs, piwind_conf, moto_s3, monkeypatch, tmp_path) -> None:
+    """Shared storage on S3 (a moto server on loopback) through an Airflow connection: same bytes out."""
+    import boto3
+
+    from perilflow.operators.workflows import generate_and_run_dag
+
+    monkeypatch.setenv("PERILFLOW_STORAGE_URL", "s3://perilflow/runs")
+    monkeypatch.setenv("PERILFLOW_STORAGE_CONN_ID", "perilflow_s3")
+    monkeypatch.setenv("AIRFLOW_CONN_PERILFLOW_S3", json.dumps({
+        "conn_type": "aws", "login": moto_s3["AWS_ACCESS_KEY_ID"], "password": moto_s3["AWS_SECRET_ACCESS_KEY"],
+        "extra": {"endpoint_url": moto_s3["AWS_ENDPOINT_URL"], "region_name": "us-east-1"}}))
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(key, raising=False)  # the worker must get them from the connection
+    conf = {**piwind_conf, "analysis_id": 41, "chunking": {"fixed_lookup_chunks": 2, "fixed_analysis_chunks": 2}}
+    dr, tis = run_dag(generate_and_run_dag, conf)
+    assert dr.state == "success"
+    output_uri = xcom(tis, "record-losses-files")["output_file"]
+    assert output_uri.startswith("s3://perilflow/runs/analysis-41_losses-")
+    s3 = boto3.client("s3", endpoint_url=moto_s3["AWS_ENDPOINT_URL"], aws_access_key_id="test",
+                      aws_secret_access_key="test", region_name="us-east-1")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="perilflow", Prefix="runs/")["Contents"])
+    assert not [k for k in keys if k.endswith(".tmp") or "/work-" in k or "lookup-" in k], keys
+    local = tmp_path / "output.tar.gz"
+    s3.download_file("perilflow", output_uri[len("s3://perilflow/"):], str(local))
+    with tarfile.open(local) as archive:
+        archive.extractall(tmp_path / "out", filter="data")
+    assert_same_folder(runs[(1, "v1")]["output"], tmp_path / "out")
