@@ -313,7 +313,14 @@ class ModelStepOperator(KubernetesPodOperator):
         configure_pod(self, cfg, runtime, params, labels)
         self.backend = runtime.get("backend") or cfg.backend
         if self.backend == "kubernetes":
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowFailException:
+                raise
+            except Exception as exc:
+                if _exit_code(self.remote_pod, self.base_container_name) in (EXIT_BAD_INPUT, EXIT_NO_KEYS):
+                    raise AirflowFailException(f"{exc}\n(the worker refused its input: not retried)") from None
+                raise
         pod = self.build_pod_request_obj(context, dry_run=True)
         self._runner = LocalPodRunner(pod, {"models": cfg.model_root}, timeout=cfg.step_timeout,
                                       memory_limit=(cfg.step_memory_limit_mb or 0) * 2**20 or None,
@@ -334,6 +341,15 @@ class ModelStepOperator(KubernetesPodOperator):
             return
         if self.backend == "kubernetes":
             super().on_kill()
+
+
+def _exit_code(pod: k8s.V1Pod | None, container: str) -> int | None:
+    """Exit code of ``container`` in a finished pod, when the API reported it."""
+    statuses = (pod.status.container_statuses if pod is not None and pod.status else None) or []
+    for status in statuses:
+        if status.name == container and status.state and status.state.terminated:
+            return status.state.terminated.exit_code
+    return None
 
 
 def _last_json(output: str) -> dict[str, Any] | None:

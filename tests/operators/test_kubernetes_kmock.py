@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowFailException
 
 import tests.operators.conftest  # noqa: F401 - the isolated AIRFLOW_HOME, before Airflow reads its config
 from perilflow.operators.model_step import MODELS_MOUNT, ModelStepOperator
@@ -140,8 +140,8 @@ def test_failing_step_fails_the_task_and_deletes_the_pod(kube):
     params = {"portfolio": portfolio(kube.piwind, "NoSuchLocations.csv"), "exposure": prefix}
     result, _ = run_step(kube, "pre-analysis-hook", params)
 
-    # KPO's own failure (the worker's exit code 2 is not mapped to AirflowFailException on this backend)
-    assert isinstance(result, AirflowException), result
+    # the worker's exit code 2 (bad input) fails the task for good, as on the local backend: no retry
+    assert isinstance(result, AirflowFailException), result
     assert "returned a failure" in str(result)
     assert "NoSuchLocations.csv: no such file" in str(result)  # the container's termination message
     (run,) = kube.kubelet.runs
