@@ -39,3 +39,21 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any) -> None:
     is_model_step = not (task_id.endswith("-params") or task_id.startswith(("record-", "cleanup-")))
     if pool and is_model_step:
         task_instance.pool = str(pool)
+
+
+def _call_the_hook_at_trigger_time() -> None:
+    """Make Airflow call the hook for the task instances it creates when a run is triggered.
+
+    Airflow 3.3 skips the hook on that path (``DagRun.verify_integrity`` bulk-inserts rows)
+    while ``airflow.settings.task_instance_mutation_hook.is_noop`` is True, and only
+    ``import_local_settings`` clears that flag, when an ``airflow_local_settings`` module
+    exists: a policy loaded from the entry point alone then reached only the mapped chunks
+    the scheduler expands later, not the other tasks of a run. This module is imported by
+    ``settings.initialize`` (``load_policy_plugins``) before ``import_local_settings``.
+    """
+    from airflow import settings
+
+    settings.task_instance_mutation_hook.is_noop = False
+
+
+_call_the_hook_at_trigger_time()
