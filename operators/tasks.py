@@ -130,7 +130,8 @@ def on_step_failure(context: dict[str, Any]) -> None:
 
     The other unfinished sub-tasks (mapped siblings included; ``fail_fast`` does not stop
     those) are set to ``skipped`` through the REST API, which ends their processes within
-    seconds; cleanup is a teardown, so it still runs and the run ends failed.
+    seconds; tasks still waiting for their upstream are left to end ``upstream_failed``, so
+    the run ends failed; cleanup is a teardown, so it still runs.
     """
     from perilflow.operators.airflow_api import UNFINISHED, AirflowApi, AirflowApiError
 
@@ -147,8 +148,13 @@ def on_step_failure(context: dict[str, Any]) -> None:
     try:
         with AirflowApi(cfg.api_url) as api:
             for other in api.task_instances(ti.dag_id, ti.run_id):
-                same = other["task_id"] == ti.task_id and other["map_index"] == ti.map_index
-                if same or other["task_id"].startswith(CLEANUP_PREFIX) or other["state"] not in UNFINISHED:
+                sibling = other["task_id"] == ti.task_id
+                same = sibling and other["map_index"] == ti.map_index
+                # A task not yet scheduled (state None) waits for others, e.g. the merge and record steps
+                # downstream of this one: the scheduler marks it upstream_failed, which keeps the run failed.
+                # Skipping it would end the run "success" (its leaves skipped, the teardown done).
+                waiting = other["state"] in (None, "none") and not sibling
+                if same or waiting or other["task_id"].startswith(CLEANUP_PREFIX) or other["state"] not in UNFINISHED:
                     continue
                 api.set_task_state(ti.dag_id, ti.run_id, other["task_id"], other["map_index"], "skipped")
                 log.info("stopped %s[%s] (was %s)", other["task_id"], other["map_index"], other["state"])
