@@ -1,0 +1,57 @@
+"""The integration tier: a real Airflow (api-server, scheduler, dag-processor) on PostgreSQL.
+
+Each test module starts its own platform (:mod:`tests.integration.harness`) once, shared by
+its tests, and stops it at the end. The tests need PostgreSQL and Redis on 127.0.0.1 (the
+services of this machine kind and of CI); when they do not answer the tests are skipped
+with the reason, except in CI (``CI=true``), where they fail. They also need the PiWind
+reference model (../shared/piwind).
+
+All modules carry the ``xdist_group("airflow")`` mark: under ``pytest -n`` (with
+``--dist loadgroup``, set in pyproject.toml) they run one after the other in one worker,
+so two platforms never compete for the machine's two cores.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_shared
+from tests.integration.harness import services_answer, storage_path
+
+# The tests import a little of Airflow themselves (cancel_run, storage): keep that away from ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="perilflow-it-client-"))
+
+
+def require_services() -> None:
+    """Skip (or fail in CI) when PostgreSQL or Redis does not answer."""
+    missing = services_answer()
+    if missing is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"integration services not answering in CI: {missing}", pytrace=False)
+    pytest.skip(f"integration services not answering: {missing}")
+
+
+@pytest.fixture(scope="session")
+def piwind() -> Path:
+    return require_shared("piwind")
+
+
+def extract(uri: str, target: Path) -> Path:
+    with tarfile.open(storage_path(uri)) as archive:
+        archive.extractall(target, filter="data")
+    return target
+
+
+def assert_same_folder(a: Path, b: Path) -> None:
+    """Same files (sub-folders included), byte for byte."""
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    assert names and names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
+    match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
+    assert not mismatch and not errors, (mismatch, errors)
