@@ -1,0 +1,59 @@
+"""The app factory: ``create_app(settings, gateway)`` builds the FastAPI app the plugin mounts at /perilflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+import perilflow
+from perilflow.plugins.api.gateway import WorkflowGateway
+from perilflow.plugins.api.routes import analyses, base, models, portfolios
+from perilflow.plugins.db import make_engine, make_sessionmaker
+from perilflow.plugins.settings import ApiSettings
+
+DESCRIPTION = """OasisPlatform v2 compatible API of Perilflow. Every route but `healthcheck/` and
+`server_info/` needs Airflow's bearer token (`POST access_token/` or Airflow's `/auth/token`)."""
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    detail: Any = exc.detail
+    # the reference (DRF) answers field errors as {field: [messages]}; plain messages as {"detail": ...}
+    body = detail if isinstance(detail, dict) else {"detail": detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields: dict[str, list[str]] = {}
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
+        fields.setdefault(".".join(loc) or "non_field_errors", []).append(err.get("msg", "invalid"))
+    return JSONResponse({**fields, "detail": exc.errors()}, status_code=422)
+
+
+def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | None = None) -> FastAPI:
+    """Build the API. ``settings`` defaults to the environment; ``gateway`` to :class:`AirflowGateway`.
+
+    The product DB must be migrated (``perilflow db migrate``) before the app serves requests.
+    """
+    settings = settings or ApiSettings.from_env()
+    if gateway is None:
+        from perilflow.plugins.api.gateway import AirflowGateway
+
+        gateway = AirflowGateway()
+    app = FastAPI(title="Perilflow API", version=perilflow.__version__, description=DESCRIPTION,
+                  docs_url="/docs", redoc_url="/redoc", openapi_url="/openapi.json")
+    engine = make_engine(settings.database_url)
+    app.state.perilflow_settings = settings
+    app.state.perilflow_engine = engine
+    app.state.perilflow_sessionmaker = make_sessionmaker(engine)
+    app.state.perilflow_gateway = gateway
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for module in (base, models, portfolios, analyses):
+        app.include_router(module.router)
+    return app

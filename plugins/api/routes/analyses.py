@@ -1,0 +1,544 @@
+"""``/v2/analyses/``: CRUD, settings, actions (generate_inputs, run, generate_and_run, cancel...), status,
+sub-tasks from the current DAG run, and the run's files.
+
+An analysis's status is stored in the product DB. While it is QUEUED or STARTED, each read
+asks the workflow gateway for the current DAG run's state and moves the status on
+(:func:`sync`); when the run has ended, the outcome (file URIs, traceback) is recorded, so it
+survives ``airflow db clean``. Cancelled states stick.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from perilflow.operators.workflows import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION
+from perilflow.plugins.api import files
+from perilflow.plugins.api.auth import (
+    Caller,
+    CallerDep,
+    DbDep,
+    SettingsDep,
+    get_changeable,
+    get_visible,
+    group_names,
+    may_change,
+    visible,
+)
+from perilflow.plugins.api.gateway import (
+    RECORD_INPUTS,
+    RECORD_LOSSES,
+    TaskInstanceInfo,
+    WorkflowError,
+    WorkflowGateway,
+)
+from perilflow.plugins.api.schemas import AnalysisIn, AnalysisPatch, ChunkingIn
+from perilflow.plugins.api.status import (
+    ACTIVE,
+    INPUTS_ACTIVE,
+    SUB_TASK_STATUSES,
+    AnalysisStatus,
+    check_transition,
+    sub_task_status,
+)
+from perilflow.plugins.db.models import Analysis, Model, Portfolio
+from perilflow.plugins.settings import ApiSettings
+
+router = APIRouter(prefix="/v2/analyses", tags=["analyses"])
+WHAT = "analysis"
+S = AnalysisStatus
+DAG_FOR_ACTION = {"generate_inputs": INPUT_GENERATION, "run": LOSSES_GENERATION,
+                  "generate_and_run": GENERATE_AND_RUN}
+FILE_FIELDS = ("input_file", "lookup_errors_file", "lookup_success_file", "input_generation_traceback_file",
+               "output_file", "run_traceback_file")
+
+
+def gateway_of(request: Request) -> WorkflowGateway:
+    return request.app.state.perilflow_gateway
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ----------------------------------------------------------------------------- status from the DAG run
+
+
+def _folder(settings: ApiSettings, analysis: Analysis, kind: str) -> str:
+    from perilflow.operators.storage import safe_name
+
+    return f"{settings.storage_url}/analysis-{analysis.id}_{kind}-{safe_name(analysis.run_uuid or '')}"
+
+
+def _record_inputs(settings: ApiSettings, gateway: WorkflowGateway, analysis: Analysis) -> None:
+    record = gateway.xcom_return(analysis.dag_id, analysis.run_id, RECORD_INPUTS) or {}
+    folder = _folder(settings, analysis, "files")
+    analysis.input_file = record.get("input_file") or f"{folder}/input.tar.gz"
+    analysis.lookup_success_file = record.get("lookup_success_file") or f"{folder}/keys.csv"
+    analysis.lookup_errors_file = record.get("lookup_errors_file") or f"{folder}/keys-errors.csv"
+
+
+def _record_losses(settings: ApiSettings, gateway: WorkflowGateway, analysis: Analysis) -> None:
+    record = gateway.xcom_return(analysis.dag_id, analysis.run_id, RECORD_LOSSES) or {}
+    analysis.output_file = record.get("output_file") or f"{_folder(settings, analysis, 'losses')}/output.tar.gz"
+
+
+def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, analysis: Analysis) -> None:
+    """Move an active analysis's status on from its DAG run; record the outcome when the run has ended."""
+    if analysis.status not in ACTIVE or not analysis.run_id or not analysis.dag_id:
+        return
+    info = gateway.run_info(analysis.dag_id, analysis.run_id)
+    if info is None:
+        return
+    state, dag_id = info.state, analysis.dag_id
+    inputs_done = False
+    if dag_id == GENERATE_AND_RUN and state in ("running", "failed", "success"):
+        inputs_done = any(ti.task_id == RECORD_INPUTS and ti.state == "success"
+                          for ti in gateway.task_instances(dag_id, analysis.run_id))
+    new: AnalysisStatus | None = None
+    if state == "running":
+        if dag_id == LOSSES_GENERATION or inputs_done:
+            new = S.RUN_STARTED
+        else:
+            new = S.INPUTS_GENERATION_STARTED
+    elif state == "success":
+        if dag_id in (INPUT_GENERATION, GENERATE_AND_RUN):
+            _record_inputs(settings, gateway, analysis)
+        if dag_id in (LOSSES_GENERATION, GENERATE_AND_RUN):
+            _record_losses(settings, gateway, analysis)
+        new = S.READY if dag_id == INPUT_GENERATION else S.RUN_COMPLETED
+    elif state == "failed":
+        if dag_id == LOSSES_GENERATION or inputs_done:
+            if inputs_done:
+                _record_inputs(settings, gateway, analysis)
+            analysis.run_traceback_file = f"{_folder(settings, analysis, 'losses')}/traceback.txt"
+            new = S.RUN_ERROR
+        else:
+            analysis.input_generation_traceback_file = f"{_folder(settings, analysis, 'files')}/traceback.txt"
+            new = S.INPUTS_GENERATION_ERROR
+    if new is not None and new != analysis.status:
+        analysis.status = new
+        if state in ("success", "failed"):
+            analysis.task_finished = info.end_date or _now()
+        db.flush()
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def _sub_task_json(ti: TaskInstanceInfo, index: int, analysis: Analysis) -> dict[str, Any]:
+    slug = ti.task_id if ti.map_index < 0 else f"{ti.task_id}-{ti.map_index}"
+    return {
+        "id": index, "task_id": f"{analysis.dag_id}/{analysis.run_id}/{ti.task_id}/{ti.map_index}",
+        "status": sub_task_status(ti.state), "queue_name": ti.queue, "name": ti.rendered_map_index or ti.task_id,
+        "slug": slug, "pending_time": None, "queue_time": ti.queued_dttm, "start_time": ti.start_date,
+        "end_time": ti.end_date, "output_log": None, "error_log": None, "retry_log": None,
+        "retry_count": max(ti.try_number - 1, 0), "airflow_state": ti.state, "map_index": ti.map_index,
+    }
+
+
+def sub_tasks(gateway: WorkflowGateway, analysis: Analysis) -> list[dict[str, Any]]:
+    """The current DAG run's task instances as OasisPlatform sub-tasks (a rerun shows only its own)."""
+    if not analysis.dag_id or not analysis.run_id:
+        return []
+    tis = sorted(gateway.task_instances(analysis.dag_id, analysis.run_id),
+                 key=lambda ti: (ti.start_date is None, ti.start_date or _now(), ti.task_id, ti.map_index))
+    return [_sub_task_json(ti, i + 1, analysis) for i, ti in enumerate(tis)]
+
+
+def analysis_json(request: Request, analysis: Analysis, db: Session | None = None,
+                  tasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    base = f"{str(request.base_url).rstrip('/')}/v2/analyses/{analysis.id}"
+    counts: dict[str, int] | None = None
+    error_ids: list[int] = []
+    if tasks is not None:
+        counts = dict.fromkeys(SUB_TASK_STATUSES, 0)
+        for task in tasks:
+            counts[task["status"]] += 1
+        counts = {"TOTAL_IN_QUEUE": counts["PENDING"] + counts["QUEUED"], "TOTAL": len(tasks), **counts}
+        error_ids = [t["id"] for t in tasks if t["status"] == "ERROR"]
+    return {
+        "created": analysis.created, "modified": analysis.modified, "name": analysis.name, "id": analysis.id,
+        "portfolio": analysis.portfolio_id, "model": analysis.model_id, "status": analysis.status,
+        "run_mode": analysis.run_mode, "task_started": analysis.task_started,
+        "task_finished": analysis.task_finished, "complex_model_data_files": [],
+        **{name: (f"{base}/{name}/" if getattr(analysis, name) else None) for name in FILE_FIELDS},
+        "settings_file": f"{base}/settings_file/" if analysis.settings is not None else None,
+        "settings": f"{base}/settings/" if analysis.settings is not None else None,
+        "lookup_validation_file": None, "summary_levels_file": None, "run_log_file": None,
+        "storage_links": f"{base}/storage_links/", "chunking_configuration": f"{base}/chunking_configuration/",
+        "lookup_chunks": None, "analysis_chunks": None,
+        "sub_task_count": None if tasks is None else len(tasks),
+        "groups": group_names(analysis), "sub_task_list": f"{base}/sub_task_list/",
+        "sub_task_error_ids": error_ids, "status_count": counts, "priority": analysis.priority,
+        "num_events_complete": None, "num_events_total": None,
+        "dag_id": analysis.dag_id, "dag_run_id": analysis.run_id,
+    }
+
+
+def _detail(request: Request, db: Session, settings: ApiSettings, analysis: Analysis) -> dict[str, Any]:
+    gateway = gateway_of(request)
+    sync(db, settings, gateway, analysis)
+    return analysis_json(request, analysis, db, sub_tasks(gateway, analysis))
+
+
+# ----------------------------------------------------------------------------- create / actions
+
+
+def _check_priority(priority: int, caller: Caller, settings: ApiSettings) -> None:
+    if priority in settings.admin_priorities and not caller.admin:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"priority": [
+            f"priority {priority} is reserved for admins ({list(settings.admin_priorities)}); choose a lower one"]})
+
+
+def _model_for(db: Session, model_pk: int, caller: Caller) -> Model:
+    clause = visible(Model, caller)
+    stmt = select(Model).where(Model.id == model_pk, Model.deleted.is_(False))
+    model = db.scalar(stmt if clause is None else stmt.where(clause))
+    if model is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"model": [f"model {model_pk} not found"]})
+    return model
+
+
+def _portfolio_for(db: Session, portfolio_pk: int, caller: Caller) -> Portfolio:
+    clause = visible(Portfolio, caller)
+    stmt = select(Portfolio).where(Portfolio.id == portfolio_pk)
+    portfolio = db.scalar(stmt if clause is None else stmt.where(clause))
+    if portfolio is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"portfolio": [f"portfolio {portfolio_pk} not found"]})
+    if not may_change(portfolio, caller):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"you are not a member of portfolio {portfolio_pk}'s groups")
+    return portfolio
+
+
+def new_analysis(db: Session, caller: Caller, settings: ApiSettings, *, name: str, portfolio: Portfolio,
+                 model_pk: int, priority: int = 4, analysis_settings: dict[str, Any] | None = None) -> Analysis:
+    _check_priority(priority, caller, settings)
+    model = _model_for(db, model_pk, caller)
+    if analysis_settings is not None:
+        _raise_for_settings(analysis_settings)
+    analysis = Analysis(name=name, portfolio=portfolio, model=model, status=S.NEW, creator=caller.name,
+                        priority=priority, settings=analysis_settings)
+    db.add(analysis)
+    return analysis
+
+
+def _preconditions(analysis: Analysis, action: str) -> None:
+    problems: dict[str, list[str]] = {}
+    model = analysis.model
+    if model.deleted:
+        problems["model"] = [f"model {model.id} is deleted"]
+    if action in ("generate_inputs", "generate_and_run") and analysis.portfolio.location_file is None:
+        problems["portfolio"] = ["the portfolio has no location file; upload one (location_file/)"]
+    if action in ("run", "generate_and_run") and analysis.settings is None:
+        problems["settings"] = ["the analysis has no settings; POST them to settings/"]
+    if action == "run" and not analysis.input_file:
+        problems["input_file"] = ["the analysis has no input files; run generate_inputs first"]
+    if action == "generate_and_run" and (analysis.run_mode or model.run_mode or "V2") != "V2":
+        problems["run_mode"] = ["generate_and_run needs a V2 model"]
+    if problems:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, problems)
+
+
+def run_conf(settings: ApiSettings, analysis: Analysis, action: str, run_uuid: str) -> dict[str, Any]:
+    """The conf of the DAG run for ``action`` (format: perilflow.operators.runconf)."""
+    model = analysis.model
+    model_obj: dict[str, Any] = {"id": f"{model.supplier_id}/{model.model_id}/{model.version_id}",
+                                 **(model.runtime or {})}
+    if model.chunking:
+        model_obj["chunking"] = model.chunking
+    conf: dict[str, Any] = {"analysis_id": analysis.id, "model": model_obj, "priority": analysis.priority,
+                            "run_uuid": run_uuid, "run_mode": (analysis.run_mode or model.run_mode or "V2").lower()}
+    if analysis.chunking:
+        conf["chunking"] = analysis.chunking
+    if action in ("generate_inputs", "generate_and_run"):
+        p = analysis.portfolio
+        conf["portfolio"] = {kind: stored.uri for kind, stored in (
+            ("location", p.location_file), ("account", p.accounts_file), ("ri_info", p.reinsurance_info_file),
+            ("ri_scope", p.reinsurance_scope_file)) if stored is not None}
+    if action in ("run", "generate_and_run"):
+        conf["analysis_settings"] = analysis.settings
+    if action == "run":
+        conf["input_file"] = analysis.input_file
+    if action == "generate_inputs":
+        conf.pop("run_mode")
+    return conf
+
+
+def start(request: Request, db: Session, caller: Caller, analysis: Analysis, action: str) -> None:
+    """Check the transition and preconditions, trigger the DAG, and set the queued status."""
+    message = check_transition(action, analysis.status)
+    if message:
+        raise HTTPException(status.HTTP_409_CONFLICT, message)
+    if not may_change(analysis.model, caller):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"you are not a member of model {analysis.model_id}'s groups")
+    _preconditions(analysis, action)
+    settings: ApiSettings = request.app.state.perilflow_settings
+    run_uuid = uuid.uuid4().hex[:16]
+    dag_id = DAG_FOR_ACTION[action]
+    run_id = f"analysis-{analysis.id}-{action.replace('_', '-')}-{run_uuid[:8]}"
+    try:
+        gateway_of(request).trigger(dag_id, run_id, run_conf(settings, analysis, action, run_uuid), caller.name)
+    except WorkflowError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    analysis.dag_id, analysis.run_id, analysis.run_uuid = dag_id, run_id, run_uuid
+    analysis.run_mode = analysis.run_mode or analysis.model.run_mode or "V2"
+    analysis.task_started, analysis.task_finished = _now(), None
+    if action in ("generate_inputs", "generate_and_run"):
+        analysis.input_file = analysis.lookup_success_file = analysis.lookup_errors_file = None
+        analysis.input_generation_traceback_file = None
+    if action in ("run", "generate_and_run"):
+        analysis.output_file = analysis.run_traceback_file = None
+    analysis.status = S.RUN_QUEUED if action == "run" else S.INPUTS_GENERATION_QUEUED
+    db.flush()
+
+
+# ----------------------------------------------------------------------------- routes
+
+
+@router.get("/", summary="List analyses (filters: name, name__contains, status, status__in, model, portfolio)")
+def list_analyses(request: Request, db: DbDep, caller: CallerDep, settings: SettingsDep, name: str | None = None,
+                  name__contains: str | None = None,
+                  status_filter: Annotated[str | None, Query(alias="status")] = None, status__in: str | None = None,
+                  model: int | None = None, portfolio: int | None = None) -> list[dict[str, Any]]:
+    stmt = select(Analysis).order_by(Analysis.id)
+    clause = visible(Analysis, caller)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    for column, value in ((Analysis.name, name), (Analysis.status, status_filter), (Analysis.model_id, model),
+                          (Analysis.portfolio_id, portfolio)):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    if name__contains is not None:
+        stmt = stmt.where(Analysis.name.contains(name__contains, autoescape=True))
+    if status__in:
+        stmt = stmt.where(Analysis.status.in_(status__in.split(",")))
+    gateway = gateway_of(request)
+    out = []
+    for analysis in db.scalars(stmt):
+        sync(db, settings, gateway, analysis)
+        out.append(analysis_json(request, analysis, db))
+    return out
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, summary="Create an analysis (status NEW)")
+def create_analysis(request: Request, body: AnalysisIn, db: DbDep, caller: CallerDep, settings: SettingsDep
+                    ) -> dict[str, Any]:
+    portfolio = _portfolio_for(db, body.portfolio, caller)
+    analysis = new_analysis(db, caller, settings, name=body.name, portfolio=portfolio, model_pk=body.model,
+                            priority=body.priority, analysis_settings=body.settings)
+    db.flush()
+    return analysis_json(request, analysis, db, [])
+
+
+@router.get("/{analysis_pk}/", summary="One analysis, with its status and sub-task counts")
+def get_analysis(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                 ) -> dict[str, Any]:
+    return _detail(request, db, settings, get_visible(db, Analysis, analysis_pk, caller, WHAT))
+
+
+def _update(request: Request, analysis_pk: int, fields: dict[str, Any], db: Session, caller: Caller,
+            settings: ApiSettings) -> dict[str, Any]:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    if fields.get("name") is not None:
+        analysis.name = fields["name"]
+    if fields.get("portfolio") is not None:
+        analysis.portfolio = _portfolio_for(db, fields["portfolio"], caller)
+    if fields.get("model") is not None:
+        analysis.model = _model_for(db, fields["model"], caller)
+    if fields.get("priority") is not None:
+        _check_priority(fields["priority"], caller, settings)
+        analysis.priority = fields["priority"]
+    if fields.get("settings") is not None:
+        _raise_for_settings(fields["settings"])
+        analysis.settings = fields["settings"]
+    db.flush()
+    return _detail(request, db, settings, analysis)
+
+
+@router.put("/{analysis_pk}/", summary="Replace an analysis's fields")
+def put_analysis(request: Request, analysis_pk: int, body: AnalysisIn, db: DbDep, caller: CallerDep,
+                 settings: SettingsDep) -> dict[str, Any]:
+    return _update(request, analysis_pk, body.model_dump(), db, caller, settings)
+
+
+@router.patch("/{analysis_pk}/", summary="Change some of an analysis's fields")
+def patch_analysis(request: Request, analysis_pk: int, body: AnalysisPatch, db: DbDep, caller: CallerDep,
+                   settings: SettingsDep) -> dict[str, Any]:
+    return _update(request, analysis_pk, body.model_dump(exclude_unset=True), db, caller, settings)
+
+
+@router.delete("/{analysis_pk}/", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Delete an analysis (409 while it runs: cancel it first)")
+def delete_analysis(analysis_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    if analysis.status in ACTIVE:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; cancel it first")
+    db.delete(analysis)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _action(action: str, summary: str) -> None:
+    @router.post(f"/{{analysis_pk}}/{action}/", summary=summary, name=action)
+    def act(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+            ) -> dict[str, Any]:
+        analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+        sync(db, settings, gateway_of(request), analysis)
+        start(request, db, caller, analysis, action)
+        return _detail(request, db, settings, analysis)
+
+
+_action("generate_inputs", "Start input generation (OED + lookup -> Oasis input files)")
+_action("run", "Start the losses run on the generated inputs")
+_action("generate_and_run", "Input generation then losses, in one DAG run")
+
+
+def _cancel(action: str, summary: str) -> None:
+    @router.post(f"/{{analysis_pk}}/{action}/", summary=summary, name=action)
+    def cancel(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+               ) -> dict[str, Any]:
+        analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+        gateway = gateway_of(request)
+        sync(db, settings, gateway, analysis)
+        message = check_transition(action, analysis.status)
+        if message:
+            raise HTTPException(status.HTTP_409_CONFLICT, message)
+        if not may_change(analysis.model, caller):
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"you are not a member of model {analysis.model_id}'s groups")
+        try:
+            gateway.cancel(analysis.dag_id, analysis.run_id)
+        except WorkflowError as exc:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        analysis.status = S.INPUTS_GENERATION_CANCELLED if analysis.status in INPUTS_ACTIVE else S.RUN_CANCELLED
+        analysis.task_finished = _now()
+        db.flush()
+        return _detail(request, db, settings, analysis)
+
+
+_cancel("cancel", "Cancel input generation or the run, whichever is active")
+_cancel("cancel_generate_inputs", "Cancel input generation")
+_cancel("cancel_analysis_run", "Cancel the losses run")
+
+
+@router.post("/{analysis_pk}/copy/", status_code=status.HTTP_201_CREATED,
+             summary="A NEW copy with the same settings (optional name, portfolio, model)")
+def copy_analysis(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep,
+                  body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
+    source = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    body = body or {}
+    portfolio = _portfolio_for(db, int(body["portfolio"]), caller) if body.get("portfolio") else source.portfolio
+    if not may_change(portfolio, caller):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"you are not a member of portfolio {portfolio.id}'s groups")
+    analysis = new_analysis(db, caller, settings, name=str(body.get("name") or f"{source.name} - Copy"),
+                            portfolio=portfolio, model_pk=int(body.get("model") or source.model_id),
+                            priority=source.priority, analysis_settings=source.settings)
+    analysis.chunking = source.chunking
+    db.flush()
+    return analysis_json(request, analysis, db, [])
+
+
+@router.get("/{analysis_pk}/sub_task_list/", summary="Sub-tasks of the current DAG run (its task instances)")
+def sub_task_list(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep,
+                  subtask_status: str | None = None, subtask_slug: str | None = None) -> list[dict[str, Any]]:
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    tasks = sub_tasks(gateway_of(request), analysis)
+    if subtask_status:
+        tasks = [t for t in tasks if t["status"] == subtask_status]
+    if subtask_slug:
+        tasks = [t for t in tasks if t["slug"] == subtask_slug]
+    return tasks
+
+
+# ----------------------------------------------------------------------------- settings and chunking
+
+
+def validate_analysis_settings(data: dict[str, Any]) -> dict[str, list[str]]:
+    """ods-tools' analysis settings schema and checks; ``{field: [messages]}`` (empty when valid)."""
+    from ods_tools.oed.settings import AnalysisSettingHandler
+
+    data = dict(data)
+    # legacy keys, kept in step with the new ones as the reference does
+    for old, new in (("module_supplier_id", "model_supplier_id"), ("model_version_id", "model_name_id")):
+        if old in data and new not in data:
+            data[new] = data[old]
+    try:
+        ok, errors = AnalysisSettingHandler.make().validate(data, raise_error=False)
+    except Exception as exc:  # noqa: BLE001 - ods-tools raises several types on malformed input
+        return {"settings": [str(exc)]}
+    return {} if ok else {str(k): [str(m) for m in v] for k, v in errors.items()}
+
+
+def _raise_for_settings(data: dict[str, Any]) -> None:
+    errors = validate_analysis_settings(data)
+    if errors:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, errors)
+
+
+@router.get("/{analysis_pk}/settings/", summary="The analysis settings JSON")
+def get_settings(analysis_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    if analysis.settings is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no settings")
+    return analysis.settings
+
+
+@router.post("/{analysis_pk}/settings/", summary="Set the analysis settings (ods-tools schema; 400 names fields)")
+def post_settings(analysis_pk: int, db: DbDep, caller: CallerDep, data: Annotated[dict[str, Any], Body()]
+                  ) -> dict[str, Any]:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    _raise_for_settings(data)
+    analysis.settings = data
+    return data
+
+
+@router.delete("/{analysis_pk}/settings/", status_code=status.HTTP_204_NO_CONTENT)
+def delete_settings(analysis_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    get_changeable(db, Analysis, analysis_pk, caller, WHAT).settings = None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{analysis_pk}/chunking_configuration/", summary="Chunking: the analysis's override, else the model's")
+def get_chunking(analysis_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    return ChunkingIn(**{**(analysis.model.chunking or {}), **(analysis.chunking or {})}).model_dump()
+
+
+@router.post("/{analysis_pk}/chunking_configuration/", summary="Set this analysis's chunking override")
+def post_chunking(analysis_pk: int, body: ChunkingIn, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    analysis.chunking = body.model_dump()
+    return analysis.chunking
+
+
+# ----------------------------------------------------------------------------- files of the run
+
+_DOWNLOADS = {
+    "input_file": ("input_file", "inputs.tar.gz", "application/gzip"),
+    "output_file": ("output_file", "outputs.tar.gz", "application/gzip"),
+    "lookup_errors_file": ("lookup_errors_file", "keys-errors.csv", "text/csv"),
+    "lookup_success_file": ("lookup_success_file", "keys.csv", "text/csv"),
+    "run_traceback_file": ("run_traceback_file", "run_traceback.txt", "text/plain"),
+    "input_generation_traceback_file": ("input_generation_traceback_file", "input_generation_traceback.txt",
+                                        "text/plain"),
+}
+
+
+def _download_route(name: str, column: str, filename: str, media: str) -> None:
+    @router.get(f"/{{analysis_pk}}/{name}/", summary=f"Download the {name.replace('_', ' ')}", name=name,
+                response_model=None)
+    def download(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                 ) -> Response:
+        analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+        sync(db, settings, gateway_of(request), analysis)
+        return files.stream(settings, getattr(analysis, column), f"analysis-{analysis.id}-{filename}", media,
+                            missing=name.replace("_", " "))
+
+
+for _name, (_column, _filename, _media) in _DOWNLOADS.items():
+    _download_route(_name, _column, _filename, _media)

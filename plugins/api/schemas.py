@@ -1,0 +1,96 @@
+"""Request bodies (pydantic) with OasisPlatform v2 field names; replies are built as dicts by the routers."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Name = Field(min_length=1, max_length=255)
+
+
+class ModelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    supplier_id: str = Name
+    model_id: str = Name
+    version_id: str = Name
+    data_files: list[int] = Field(default_factory=list)
+    groups: list[str] | None = None
+    run_mode: Literal["V1", "V2"] | None = None
+    runtime: dict[str, Any] | None = Field(
+        default=None, description="the run conf's model object: model_data_dir, lookup_config_json, "
+        "lookup_data_dir, model_settings_json, worker_image, resources, pool, ... (paths relative to the model root)")
+
+
+class ModelPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    supplier_id: str | None = Field(default=None, min_length=1, max_length=255)
+    model_id: str | None = Field(default=None, min_length=1, max_length=255)
+    version_id: str | None = Field(default=None, min_length=1, max_length=255)
+    data_files: list[int] | None = None
+    groups: list[str] | None = None
+    run_mode: Literal["V1", "V2"] | None = None
+    runtime: dict[str, Any] | None = None
+
+
+class ChunkingIn(BaseModel):
+    """OasisPlatform's ModelChunkingOptions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lookup_strategy: Literal["FIXED_CHUNKS", "DYNAMIC_CHUNKS"] = "FIXED_CHUNKS"
+    loss_strategy: Literal["FIXED_CHUNKS", "DYNAMIC_CHUNKS"] = "FIXED_CHUNKS"
+    fixed_lookup_chunks: int = Field(default=1, ge=1)
+    fixed_analysis_chunks: int = Field(default=1, ge=1)
+    dynamic_locations_per_lookup: int = Field(default=10_000, ge=1)
+    dynamic_events_per_analysis: int = Field(default=1, ge=1)
+    dynamic_chunks_max: int = Field(default=200, ge=1)
+
+
+class PortfolioIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Name
+    groups: list[str] | None = None
+
+
+class PortfolioPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    groups: list[str] | None = None
+
+
+class CreateAnalysisIn(BaseModel):
+    name: str = Name
+    model: int
+    groups: list[str] | None = None
+
+
+class AnalysisIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Name
+    portfolio: int
+    model: int
+    priority: int = Field(default=4, ge=1, le=10)
+    complex_model_data_files: list[int] = Field(default_factory=list)
+    settings: dict[str, Any] | None = None
+
+
+class AnalysisPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    portfolio: int | None = None
+    model: int | None = None
+    priority: int | None = Field(default=None, ge=1, le=10)
+    complex_model_data_files: list[int] | None = None
+    settings: dict[str, Any] | None = None
+
+
+class TokenIn(BaseModel):
+    username: str = Field(min_length=1)
+    password: str = Field(min_length=1)

@@ -1,0 +1,30 @@
+"""The Airflow plugin: mounts the Perilflow API at /perilflow on the api-server.
+
+Registered through the ``airflow.plugins`` entry point (setup.cfg), so it loads from the
+installed package. The app is built when Airflow loads plugins (the api-server; plugins
+load lazily), reading PERILFLOW_* settings from the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from airflow.plugins_manager import AirflowPlugin
+
+log = logging.getLogger(__name__)
+URL_PREFIX = "/perilflow"
+
+
+def _apps() -> list[dict[str, object]]:
+    try:
+        from perilflow.plugins.api.app import create_app
+
+        return [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "Perilflow API"}]
+    except Exception:  # noqa: BLE001 - a broken plugin must not stop the api-server; the log says why
+        log.exception("the Perilflow API could not be built; it is not mounted")
+        return []
+
+
+class PerilflowPlugin(AirflowPlugin):
+    name = "perilflow"
+    fastapi_apps = _apps()

@@ -1,0 +1,49 @@
+"""Unversioned routes, OpenAPI, plugin registration."""
+
+from __future__ import annotations
+
+import configparser
+
+from tests.conftest import REPO_ROOT
+from tests.plugins.conftest import auth
+
+
+def test_healthcheck_needs_no_token(client) -> None:
+    assert client.get("/healthcheck/").json() == {"status": "OK"}
+
+
+def test_server_info_names_auth_type(client) -> None:
+    info = client.get("/server_info/").json()
+    assert info["config"]["API_AUTH_TYPE"] == "simple"
+    assert info["config"]["DEFAULT_DB"]["ENGINE"] in ("sqlite", "postgresql")
+
+
+def test_oed_peril_codes(client) -> None:
+    assert client.get("/oed_peril_codes/").status_code == 401
+    assert client.get("/oed_peril_codes/", headers={"Authorization": "Bearer nobody"}).status_code == 403
+    body = client.get("/oed_peril_codes/", headers=auth("alice")).json()
+    assert body["peril_codes"]["WTC"]["desc"]
+    assert "WTC" in body["peril_groups"]["WW1"]["peril_ids"]
+
+
+def test_openapi_and_docs(client) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "/v2/analyses/{analysis_pk}/generate_and_run/" in schema["paths"]
+    assert "/v2/portfolios/{portfolio_pk}/location_file/" in schema["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_access_token_reports_bad_gateway_when_airflow_is_down(client) -> None:
+    reply = client.post("/access_token/", json={"username": "a", "password": "b"})
+    assert reply.status_code == 502
+    assert client.post("/access_token/", json={"username": "a"}).status_code == 422
+
+
+def test_plugin_mounts_app_at_perilflow_and_is_registered() -> None:
+    from perilflow.plugins.plugin import URL_PREFIX, PerilflowPlugin
+
+    assert URL_PREFIX == "/perilflow"
+    assert PerilflowPlugin.name == "perilflow"
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_ROOT / "setup.cfg")
+    assert "perilflow = perilflow.plugins.plugin:PerilflowPlugin" in cfg["options.entry_points"]["airflow.plugins"]
