@@ -110,6 +110,15 @@ def _convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _db_migrate(args: argparse.Namespace) -> int:
+    from perilflow.plugins.db.migrate import current_revision, migrate
+
+    url = migrate(args.url)
+    shown = url.split("@", 1)[-1] if "@" in url else url  # no credentials in the output
+    print(f"product DB at {shown}: revision {current_revision(url)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perilflow",
@@ -177,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("dst", help="destination file, .csv or .bin")
     conv.add_argument("--name", help="file layout, e.g. fm_profile_step (default: the source file's stem)")
     conv.set_defaults(func=_convert)
+
+    db = sub.add_parser("db", help="the product DB of the REST API (models, portfolios, analyses, groups)")
+    db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND")
+    db_sub.required = True
+    mig = db_sub.add_parser("migrate", help="create or upgrade the product DB schema (Alembic migrations)")
+    mig.add_argument("--url", help="SQLAlchemy URL (default: PERILFLOW_DATABASE_URL, else "
+                                   "sqlite:///$AIRFLOW_HOME/perilflow.db)")
+    mig.set_defaults(func=_db_migrate)
     return parser
 
 

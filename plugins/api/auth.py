@@ -149,3 +149,10 @@ def require_admin(caller: CallerDep) -> Caller:
 
 
 AdminDep = Annotated[Caller, Depends(require_admin)]
+
+
+def api_base(request: Request) -> str:
+    """The API's own base URL, mount prefix included (``http://host:8080/perilflow``)."""
+    base = str(request.base_url).rstrip("/")
+    root = str(request.scope.get("root_path") or "").rstrip("/")
+    return base if not root or base.endswith(root) else base + root

@@ -47,3 +47,19 @@ def test_plugin_mounts_app_at_perilflow_and_is_registered() -> None:
     cfg = configparser.ConfigParser()
     cfg.read(REPO_ROOT / "setup.cfg")
     assert "perilflow = perilflow.plugins.plugin:PerilflowPlugin" in cfg["options.entry_points"]["airflow.plugins"]
+
+
+def test_mounted_under_perilflow(app) -> None:
+    """As the api-server mounts it: paths and the URLs in replies carry the /perilflow prefix."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    root = FastAPI()
+    root.mount("/perilflow", app)
+    client = TestClient(root)
+    assert client.get("/perilflow/healthcheck/").json() == {"status": "OK"}
+    model = client.post("/perilflow/v2/models/", json={"supplier_id": "s", "model_id": "m", "version_id": "1"},
+                        headers=auth("alice")).json()
+    assert model["settings"] == f"http://testserver/perilflow/v2/models/{model['id']}/settings/"
+    assert client.get("/perilflow/docs").status_code == 200
+    assert client.get("/perilflow/v2/models/").status_code == 401

@@ -24,6 +24,7 @@ from perilflow.plugins.api.auth import (
     CallerDep,
     DbDep,
     SettingsDep,
+    api_base,
     get_changeable,
     get_visible,
     group_names,
@@ -153,7 +154,7 @@ def sub_tasks(gateway: WorkflowGateway, analysis: Analysis) -> list[dict[str, An
 
 def analysis_json(request: Request, analysis: Analysis, db: Session | None = None,
                   tasks: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    base = f"{str(request.base_url).rstrip('/')}/v2/analyses/{analysis.id}"
+    base = f"{api_base(request)}/v2/analyses/{analysis.id}"
     counts: dict[str, int] | None = None
     error_ids: list[int] = []
     if tasks is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
 from sqlalchemy import select
 
-from perilflow.plugins.api.auth import CallerDep, DbDep, get_changeable, get_visible, resolve_groups, visible
+from perilflow.plugins.api.auth import CallerDep, DbDep, api_base, get_changeable, get_visible, resolve_groups, visible
 from perilflow.plugins.api.schemas import ChunkingIn, ModelIn, ModelPatch
 from perilflow.plugins.db.models import Model
 
@@ -16,7 +16,7 @@ WHAT = "model"
 
 
 def model_json(request: Request, model: Model) -> dict[str, Any]:
-    base = f"{str(request.base_url).rstrip('/')}/v2/models/{model.id}"
+    base = f"{api_base(request)}/v2/models/{model.id}"
     return {
         "id": model.id, "supplier_id": model.supplier_id, "model_id": model.model_id, "version_id": model.version_id,
         "created": model.created, "modified": model.modified, "data_files": [],

@@ -12,6 +12,7 @@ from perilflow.plugins.api.auth import (
     CallerDep,
     DbDep,
     SettingsDep,
+    api_base,
     get_changeable,
     get_visible,
     resolve_groups,
@@ -40,7 +41,7 @@ def _file_json(base: str, name: str, stored: StoredFile | None) -> dict[str, Any
 
 
 def portfolio_json(request: Request, p: Portfolio) -> dict[str, Any]:
-    base = f"{str(request.base_url).rstrip('/')}/v2/portfolios/{p.id}"
+    base = f"{api_base(request)}/v2/portfolios/{p.id}"
     return {
         "id": p.id, "name": p.name, "created": p.created, "modified": p.modified,
         "groups": sorted(g.name for g in p.groups),
