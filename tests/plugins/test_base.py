@@ -63,3 +63,17 @@ def test_mounted_under_perilflow(app) -> None:
     assert model["settings"] == f"http://testserver/perilflow/v2/models/{model['id']}/settings/"
     assert client.get("/perilflow/docs").status_code == 200
     assert client.get("/perilflow/v2/models/").status_code == 401
+
+
+def test_airflow_loads_the_plugin_from_the_entry_point(tmp_path) -> None:
+    """Airflow's plugins manager finds the installed plugin and its app at /perilflow."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from airflow import plugins_manager as pm; apps, _ = pm.get_fastapi_plugins(); "
+            "print([(a['url_prefix'], a['name']) for a in apps])")
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "PERILFLOW_DATABASE_URL": f"sqlite:///{tmp_path}/p.db"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "('/perilflow', 'Perilflow API')" in out.stdout
