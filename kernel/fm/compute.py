@@ -57,10 +57,9 @@ def _materialise(loss, ext, n_layers, s, want, with_extras, copy_extras):
 
 
 @njit(cache=True, error_model="numpy")
-def _back_alloc(loss, base, p, loss_in, loss_out, active):
-    """Allocation rule 2 without extras: scale every item by out/in, column by column."""
+def _back_alloc(loss, base, p, loss_in, loss_out, active, factor):
+    """Allocation rule 2 without extras: scale every item by out/in, column by column (``factor``: scratch)."""
     n = loss_in.shape[0]
-    factor = np.empty(n)
     for i in range(n):
         factor[i] = loss_out[i] / loss_in[i] if loss_out[i] != 0 else 0.0
     for b in base:
@@ -133,10 +132,9 @@ def _apply_extras_factors(loss_v, ext_v, f_loss, f_ded, f_over, f_under):
 
 
 @njit(cache=True, error_model="numpy")
-def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre, active):
-    """Allocation rule 2 with extras: loss, deductible and limits follow the node's changes."""
+def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre, active, factors):
+    """Allocation rule 2 with extras: loss, deductible and limits follow the node's changes (``factors``: scratch)."""
     n = loss_in.shape[0]
-    factors = np.empty((n, 4))
     for i in range(n):
         f = _extras_factors(loss_in, loss_out, post, pre, i)
         factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3] = f
@@ -158,14 +156,14 @@ def _apply_profile(rules, terms, r0, r1, out, inp, e):
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def _levels(
-    loss, ext, n_layers, active, inp, allocation_rule, net, with_extras,
+    loss, ext, n_layers, active, node_active, inp, rec_of, allocation_rule, net, with_extras,
     level_ptr, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
 ):
     """Run every active node of the plan, level by level, on state already holding the items' losses.
 
-    ``active[slot]`` marks the item slots that carry loss; node slots are marked here as
-    their children are seen. ``inp[item, col]`` is the items' loss before any terms (read
+    ``active[slot]`` and ``node_active[node]`` mark the slots and nodes that carry loss (see
+    ``_mark_event``). ``inp[rec_of[item], col]`` is the items' loss before any terms (read
     only for active items, by allocation rule 1 and the net of layers).
     """
     max_layers = loss.shape[1]
@@ -177,20 +175,16 @@ def _levels(
     merged_post = np.empty((n_cols, 3))
     merged_pre = np.empty((n_cols, 3))
     layer_out = np.empty((max_layers, n_cols))
+    factor = np.empty(n_cols)
+    factors = np.empty((n_cols, 4))
     n_levels = level_ptr.shape[0] - 1
 
     for lv in range(n_levels):
         for k in range(level_ptr[lv], level_ptr[lv + 1]):
+            if not node_active[k]:
+                continue
             s = slot[k]
             kids = children[children_ptr[k]:children_ptr[k + 1]]
-            if own_slot[k]:
-                active[s] = False
-                for c in kids:
-                    if active[c]:
-                        active[s] = True
-                        break
-            if not active[s]:
-                continue
             P = profile_len[k]
             base = slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]]
 
@@ -199,7 +193,8 @@ def _levels(
                 _materialise(loss, ext, n_layers, s, P, with_extras, False)
             elif own_slot[k]:
                 for p in range(P):
-                    loss[s, p, :] = 0.0
+                    for i in range(n_cols):
+                        loss[s, p, i] = 0.0
                     if with_extras:
                         ext[s, p, :, :] = 0.0
                     for c in kids:
@@ -212,7 +207,8 @@ def _levels(
                             else:
                                 _split_items_loss(loss, n_layers, cb, P, active)
                         q = p if p < n_layers[c] else 0
-                        loss[s, p, :] += loss[c, q, :]
+                        for i in range(n_cols):
+                            loss[s, p, i] += loss[c, q, i]
                         if with_extras:
                             ext[s, p, :, :] += ext[c, q, :, :]
                     if with_extras:
@@ -260,9 +256,9 @@ def _levels(
                         if realloc_to_items:
                             if with_extras:
                                 _back_alloc_extras(loss, ext, base, p, loss[s, p], layer_out[p], ext[s, p], pre[p],
-                                                   active)
+                                                   active, factors)
                             else:
-                                _back_alloc(loss, base, p, loss[s, p], layer_out[p], active)
+                                _back_alloc(loss, base, p, loss[s, p], layer_out[p], active, factor)
                         loss[s, p, :] = layer_out[p]
             else:
                 for p in range(P):
@@ -273,10 +269,11 @@ def _levels(
                     _apply_profile(rules, terms, r0, r1, out, loss[s, p], e)
                     if realloc_to_items:
                         if with_extras:
-                            _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p], active)
+                            _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p], active, factors)
                         else:
-                            _back_alloc(loss, base, p, loss[s, p], out, active)
-                    loss[s, p, :] = out
+                            _back_alloc(loss, base, p, loss[s, p], out, active, factor)
+                    for i in range(n_cols):
+                        loss[s, p, i] = out[i]
 
             # 3. allocation rule 1: at the top, items get their share of the top loss pro rata to ground up
             if allocation_rule == 1 and lv == n_levels - 1 and base.shape[0] > 1:
@@ -285,13 +282,13 @@ def _levels(
                     total = 0.0
                     for b in base:
                         if active[b]:
-                            total += inp[b, i]
+                            total += inp[rec_of[b], i]
                     for p in range(P):
                         v = loss[s, p, i]
                         f = v / total if v != 0 else 0.0
                         for b in base:
                             if active[b]:
-                                loss[b, p, i] = inp[b, i] * f
+                                loss[b, p, i] = inp[rec_of[b], i] * f
 
     # 4. net of the layers (reinsurance): each layer's net is what is left after it
     if net:
@@ -301,7 +298,7 @@ def _levels(
                 continue
             _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k], active)
             for i in range(n_cols):
-                prev = inp[s, i]
+                prev = inp[rec_of[s], i]
                 for q in range(layer_len[k]):
                     v = prev - loss[s, q, i]
                     v = v if v > 0 else 0.0
@@ -323,8 +320,10 @@ def _compute(
     ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
     n_layers = np.ones(n_slots, dtype=np.int64)
     active = np.ones(n_slots, dtype=np.bool_)
+    node_active = np.ones(slot.shape[0], dtype=np.bool_)
+    rec_of = np.arange(n_items)
     loss[:n_items, 0, :] = inp
-    _levels(loss, ext, n_layers, active, inp, allocation_rule, net, with_extras,
+    _levels(loss, ext, n_layers, active, node_active, inp, rec_of, allocation_rule, net, with_extras,
             level_ptr, slot, own_slot, children_ptr, children,
             slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
     result = np.empty((out_node.shape[0], n_cols))
@@ -336,31 +335,54 @@ def _compute(
 
 
 @njit(cache=True, nogil=True)
-def _mark_active(active, item_rows, level_ptr, slot, own_slot, children_ptr, children):
-    """Set ``active`` for the given item rows and every node slot above them."""
-    active[:] = False
+def _mark_event(item_rows, active, node_active, start_nodes, slot, own_slot, kid_of_ptr, kid_of, stack):
+    """Mark the given item rows and every node (and node slot) above them; work is proportional to those.
+
+    ``active`` and ``node_active`` must be all False on entry. A node is active when one of its
+    children slots is; a node that owns its slot makes that slot active (which in turn
+    activates the nodes having it as a child). Returns the number of active nodes.
+    """
+    n = 0
+    n_nodes = 0
     for r in item_rows:
-        active[r] = True
-    for k in range(level_ptr[0], level_ptr[-1]):
-        if own_slot[k]:
-            s = slot[k]
-            for c in children[children_ptr[k]:children_ptr[k + 1]]:
-                if active[c]:
-                    active[s] = True
-                    break
+        if not active[r]:
+            active[r] = True
+            node_active[start_nodes[r]] = True
+            n_nodes += 1
+            stack[n] = r
+            n += 1
+    while n > 0:
+        n -= 1
+        c = stack[n]
+        for j in range(kid_of_ptr[c], kid_of_ptr[c + 1]):
+            k = kid_of[j]
+            if not node_active[k]:
+                node_active[k] = True
+                n_nodes += 1
+                if own_slot[k]:
+                    s = slot[k]
+                    if not active[s]:
+                        active[s] = True
+                        stack[n] = s
+                        n += 1
+    return n_nodes
 
 
 @njit(cache=True, nogil=True)
-def _count_outputs(event_ptr, item_row, n_slots, level_ptr, slot, own_slot, children_ptr, children, out_node):
+def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, kid_of_ptr, kid_of, out_node):
     """Number of outputs that carry loss in each event (outputs above at least one hit item)."""
     n_events = event_ptr.shape[0] - 1
     counts = np.zeros(n_events, dtype=np.int64)
     active = np.zeros(n_slots, dtype=np.bool_)
+    node_active = np.zeros(slot.shape[0], dtype=np.bool_)
+    stack = np.empty(n_slots, dtype=np.int64)
     for e in range(n_events):
-        _mark_active(active, item_row[event_ptr[e]:event_ptr[e + 1]], level_ptr, slot, own_slot,
-                     children_ptr, children)
+        active[:] = False
+        node_active[:] = False
+        _mark_event(item_row[event_ptr[e]:event_ptr[e + 1]], active, node_active, start_nodes, slot, own_slot,
+                    kid_of_ptr, kid_of, stack)
         for o in range(out_node.shape[0]):
-            if active[slot[out_node[o]]]:
+            if node_active[out_node[o]]:
                 counts[e] += 1
     return counts
 
@@ -368,7 +390,7 @@ def _count_outputs(event_ptr, item_row, n_slots, level_ptr, slot, own_slot, chil
 @njit(cache=True, error_model="numpy", nogil=True)
 def _compute_events(
     e0, e1, event_ptr, item_row, losses, out_ptr, out_index, out_losses,
-    n_items, allocation_rule, net, with_extras,
+    n_items, allocation_rule, net, with_extras, start_nodes, kid_of_ptr, kid_of,
     n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
     rules, terms, out_node, out_layer,
@@ -379,27 +401,33 @@ def _compute_events(
     ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
     n_layers = np.ones(n_slots, dtype=np.int64)
     active = np.zeros(n_slots, dtype=np.bool_)
-    inp = np.zeros((n_items, n_cols))
+    node_active = np.zeros(slot.shape[0], dtype=np.bool_)
+    stack = np.empty(n_slots, dtype=np.int64)
+    rec_of = np.zeros(n_items, dtype=np.int64)
     for e in range(e0, e1):
         active[:] = False
+        node_active[:] = False
+        _mark_event(item_row[event_ptr[e]:event_ptr[e + 1]], active, node_active, start_nodes, slot, own_slot,
+                    kid_of_ptr, kid_of, stack)
         for rec in range(event_ptr[e], event_ptr[e + 1]):
             r = item_row[rec]
-            active[r] = True
             n_layers[r] = 1
-            loss[r, 0, :] = losses[rec]
-            inp[r, :] = losses[rec]
+            rec_of[r] = rec
+            for i in range(n_cols):
+                loss[r, 0, i] = losses[rec, i]
             if with_extras:
                 ext[r, :, :, :] = 0.0
-        _levels(loss, ext, n_layers, active, inp, allocation_rule, net, with_extras,
+        _levels(loss, ext, n_layers, active, node_active, losses, rec_of, allocation_rule, net, with_extras,
                 level_ptr, slot, own_slot, children_ptr, children,
                 slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
         w = out_ptr[e]
         for o in range(out_node.shape[0]):
-            s = slot[out_node[o]]
-            if active[s]:
+            if node_active[out_node[o]]:
+                s = slot[out_node[o]]
                 q = out_layer[o] if out_layer[o] < n_layers[s] else 0
                 out_index[w] = o
-                out_losses[w, :] = loss[s, q, :]
+                for i in range(n_cols):
+                    out_losses[w, i] = loss[s, q, i]
                 w += 1
 
 
@@ -433,6 +461,19 @@ def slot_bases(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
         flat[ptr[s]:ptr[s + 1]] = plan.base[plan.base_ptr[k]:plan.base_ptr[k + 1]]
     plan.slot_base_cache = (ptr, flat)
     return ptr, flat
+
+
+def slot_parents(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (ptr, nodes) of the nodes having each slot as a child (computed once per plan)."""
+    if plan.slot_parents_cache is not None:
+        return plan.slot_parents_cache
+    n_kids = plan.children_ptr[1:] - plan.children_ptr[:-1]
+    node_of_entry = np.repeat(np.arange(n_kids.shape[0], dtype=np.int64), n_kids)
+    order = np.argsort(plan.children, kind="stable")
+    ptr = np.zeros(plan.n_slots + 1, dtype=np.int64)
+    np.cumsum(np.bincount(plan.children, minlength=plan.n_slots), out=ptr[1:])
+    plan.slot_parents_cache = (ptr, node_of_entry[order])
+    return plan.slot_parents_cache
 
 
 def run_fm(
@@ -538,20 +579,25 @@ def run_fm_events(
     if item_row.shape[0] and (item_row.min() < 0 or item_row.max() >= plan.n_items):
         raise ValueError(f"item_row values must be item rows 0..{plan.n_items - 1} (item_id - 1)")
     ptr, flat = slot_bases(plan)
+    kid_of_ptr, kid_of = slot_parents(plan)
     n_events = event_ptr.shape[0] - 1
-    counts = _count_outputs(event_ptr, item_row, plan.n_slots, plan.level_ptr, plan.slot, plan.own_slot,
-                            plan.children_ptr, plan.children, plan.out_node)
+    counts = _count_outputs(event_ptr, item_row, plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
+                            kid_of_ptr, kid_of, plan.out_node)
     out_ptr = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(counts, out=out_ptr[1:])
     out_index = np.empty(out_ptr[-1], dtype=np.int64)
     out_losses = np.empty((out_ptr[-1], losses.shape[1]))
     workers = max(1, min(n_events, threads or os.cpu_count() or 1))
-    bounds = np.linspace(0, n_events, workers + 1).astype(np.int64)
+    # event ranges with about the same number of records (events differ in size by orders of magnitude)
+    targets = np.linspace(0, event_ptr[-1], workers + 1)[1:-1]
+    bounds = np.concatenate(([0], np.searchsorted(event_ptr, targets, side="left"), [n_events])).astype(np.int64)
 
     def one_range(w: int) -> None:
+        if bounds[w + 1] <= bounds[w]:
+            return
         _compute_events(
             bounds[w], bounds[w + 1], event_ptr, item_row, losses, out_ptr, out_index, out_losses,
-            plan.n_items, plan.allocation_rule, net, plan.needs_extras,
+            plan.n_items, plan.allocation_rule, net, plan.needs_extras, plan.start_nodes, kid_of_ptr, kid_of,
             plan.n_slots, plan.max_layers, plan.level_ptr, plan.slot, plan.own_slot,
             plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,
             plan.cross_layer, plan.prof_ptr, plan.prof_rows, plan.rules, plan.terms,

@@ -73,6 +73,7 @@ class FMPlan:
     out_layer: np.ndarray        # int64[n_outputs]: layer index of each output row
     output_id: np.ndarray        # int32[n_outputs]: Oasis output id of each output row (sorted)
     slot_base_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_bases
+    slot_parents_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_parents
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""The sparse event path (``run_fm_events``) against the dense ``run_fm`` on every FM validation suite.
+
+Each suite's insurance plan (allocation rules 1, 2 and 3) and its reinsurance plans (net) run
+random events that hit random subsets of the items: every event's outputs equal the dense
+run with the other items at zero loss, outputs not listed carry no loss, and the results are
+bit-identical for any number of threads.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from perilflow.kernel.columns import gather_columns, scatter_columns
+from perilflow.kernel.fm.compute import run_fm, run_fm_events
+from perilflow.kernel.fm.run import load_plan
+from perilflow.kernel.oasis.files import read_ri_layers
+from tests.kernel.test_fm_validation import SUITES, suite_dir
+
+
+def random_events(rng: np.random.Generator, n_items: int, n_events: int, n_cols: int):
+    hits = []
+    for e in range(n_events):
+        share = (0.0, 0.05, 0.5, 1.0)[e % 4]
+        h = np.flatnonzero(rng.random(n_items) < share)
+        if e % 4 == 2:
+            h = rng.permutation(h)  # items in any order within an event
+        hits.append(h)
+    event_ptr = np.cumsum([0] + [len(h) for h in hits]).astype(np.int64)
+    item_row = np.concatenate(hits).astype(np.int64)
+    losses = rng.uniform(0, 1000, size=(item_row.shape[0], n_cols)) * (rng.random((item_row.shape[0], n_cols)) < 0.7)
+    return hits, event_ptr, item_row, losses
+
+
+def check_plan(plan, rng: np.random.Generator, net: bool) -> None:
+    hits, event_ptr, item_row, losses = random_events(rng, plan.n_items, 9, 5)
+    ptr, index, out = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=1)
+    for threads in (2, 3):
+        p2, i2, o2 = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=threads)
+        np.testing.assert_array_equal(p2, ptr)
+        np.testing.assert_array_equal(i2, index)
+        np.testing.assert_array_equal(o2, out)
+    for e, h in enumerate(hits):
+        dense_in = np.zeros((plan.n_items, losses.shape[1]))
+        dense_in[h] = losses[event_ptr[e]:event_ptr[e + 1]]
+        dense = run_fm(plan, dense_in, net=net, threads=1)
+        rows = index[ptr[e]:ptr[e + 1]]
+        assert np.all(np.diff(rows) > 0)
+        np.testing.assert_allclose(out[ptr[e]:ptr[e + 1]], dense[rows], rtol=1e-12, atol=1e-9)
+        others = np.setdiff1d(np.arange(dense.shape[0]), rows)
+        assert np.all(dense[others] == 0)
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize("suite", SUITES)
+def test_sparse_events_equal_dense_runs_on_validation_suites(suite: str) -> None:
+    folder = suite_dir(suite)
+    rng = np.random.default_rng(zlib.crc32(suite.encode()))
+    for alloc in (1, 2, 3):
+        check_plan(load_plan(folder, alloc), rng, net=False)
+    for ri in read_ri_layers(folder):
+        check_plan(load_plan(ri.directory, 3, with_items=False), rng, net=True)
+
+
+def test_column_moves_equal_fancy_indexing() -> None:
+    rng = np.random.default_rng(1)
+    src = rng.random((7, 9))
+    cols = np.array([0, 2, 4, 5, 6, 7, 8])
+    np.testing.assert_array_equal(gather_columns(src, cols), src[:, cols])
+    fm = rng.random((7, 6))
+    cols = np.array([0, 2, 4, 5, 6, 7])
+    expected = np.zeros((7, 8))
+    expected[:, cols] = fm
+    np.testing.assert_array_equal(scatter_columns(fm, cols, 8), expected)
+    assert gather_columns(src[:0], cols).shape == (0, cols.shape[0])
