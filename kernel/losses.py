@@ -127,7 +127,8 @@ def chunk_events(events: np.ndarray, chunk_index: int, n_chunks: int) -> np.ndar
 class _Run:
     """What every event block of a run needs: model, items, FM plans, output specs."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, compute: bool = True):
+        """``compute=False`` skips what only the event blocks need (items, FM plans): the merge step."""
         from perilflow.kernel.fm.run import load_plan
         from perilflow.kernel.gul.run import prepare_items, read_gul_inputs
         from perilflow.kernel.model.data import load_model_data
@@ -145,10 +146,10 @@ class _Run:
         self.item_ids = items["item_id"].astype(np.int64)
         self.model = load_model_data(s.model_data_dir, event_set=s.event_set, occurrence_id=s.occurrence_id,
                                      vulnerability_ids=np.unique(items["vulnerability_id"]))
-        self.items = prepare_items(self.model, items, coverages, correlations)
-        self.il_plan = load_plan(inputs, s.il_alloc_rule) if (s.il_output or s.ri_output) else None
+        self.items = prepare_items(self.model, items, coverages, correlations) if compute else None
+        self.il_plan = load_plan(inputs, s.il_alloc_rule) if compute and (s.il_output or s.ri_output) else None
         self.ri_plans = ([load_plan(ri.directory, s.ri_alloc_rule, with_items=False) for ri in read_ri_layers(inputs)]
-                         if s.ri_output else [])
+                         if compute and s.ri_output else [])
         occ = self.model.occurrence
         # period weights only when the model has a periods file: without one the reference's EP
         # curves are unweighted (uniform 1/P weights would change which rows it writes)
@@ -261,7 +262,7 @@ def generate_losses_output(run_dir: str | os.PathLike, n_chunks: int) -> Path:
     from perilflow.kernel.outputs import merge_outputs
 
     run_dir = Path(run_dir)
-    run = _Run(run_dir)
+    run = _Run(run_dir, compute=False)
     work = [run_dir / "work" / f"chunk-{i}" for i in range(n_chunks)]
     missing = [str(w) for w in work if not w.is_dir()]
     if missing:
