@@ -147,6 +147,16 @@ def on_step_failure(context: dict[str, Any]) -> None:
             log.exception("could not store the error of %s", label)
     try:
         with AirflowApi(cfg.api_url) as api:
+            # Record this task's failure first. The task process reports it only when it exits, after
+            # this callback; a scheduler pass in between that saw skipped siblings and this task still
+            # running would skip the steps downstream (all_success with a skipped upstream) instead of
+            # failing them, and the run would end "success". (The supervisor stops heartbeating once the
+            # task has its final state, so this does not get the task killed; its own report later is a
+            # duplicate the server accepts.)
+            try:
+                api.set_task_state(ti.dag_id, ti.run_id, ti.task_id, ti.map_index, "failed")
+            except AirflowApiError as exc:
+                log.warning("could not record the failure of %s before stopping the others: %s", label, exc)
             for other in api.task_instances(ti.dag_id, ti.run_id):
                 sibling = other["task_id"] == ti.task_id
                 same = sibling and other["map_index"] == ti.map_index
