@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest -n, the integration tier (one real Airflow per module) stays in one worker.
+from tests.integration.xdist_scope import pytest_xdist_make_scheduler  # noqa: F401
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -6,15 +6,17 @@ services of this machine kind and of CI); when they do not answer the tests are 
 with the reason, except in CI (``CI=true``), where they fail. They also need the PiWind
 reference model (../shared/piwind).
 
-All modules carry the ``xdist_group("airflow")`` mark: under ``pytest -n`` (with
-``--dist loadgroup``, set in pyproject.toml) they run one after the other in one worker,
-so two platforms never compete for the machine's two cores.
+Under ``pytest -n`` every test of this folder goes to the same worker
+(:mod:`tests.integration.xdist_scope`), so two platforms never compete for the machine's
+two cores.
 """
 
 from __future__ import annotations
 
+import atexit
 import filecmp
 import os
+import shutil
 import tarfile
 import tempfile
 from pathlib import Path
@@ -25,7 +27,9 @@ from tests.conftest import require_shared
 from tests.integration.harness import services_answer, storage_path
 
 # The tests import a little of Airflow themselves (cancel_run, storage): keep that away from ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="perilflow-it-client-"))
+if "AIRFLOW_HOME" not in os.environ:
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="perilflow-it-client-")
+    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 
 
 def require_services() -> None:

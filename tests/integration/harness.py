@@ -555,13 +555,17 @@ class AirflowPlatform:
 
 
 def direct_losses(input_file: str, conf: Mapping[str, Any], n_chunks: int, output_uri: str,
-                  model_root: Path) -> dict[str, Any]:
-    """The losses steps a v2 run executes, run here one after the other without Airflow.
+                  model_root: Path, parallel: int = 1) -> dict[str, Any]:
+    """The losses steps a v2 run executes, run here without Airflow.
 
     The same ``perilflow-worker`` commands and params (minus the pod's runtime settings) as
-    the local backend runs; returns each step's wall time. This is the kernel's own time of
-    a run, and its output is the reference an Airflow run must equal byte for byte.
+    the local backend runs: prepare, the ``n_chunks`` chunks (``parallel`` at a time), merge.
+    Returns each step's wall time, their sum and the wall time of the whole. This is the
+    kernel's own time of a run, and its output is the reference an Airflow run must equal
+    byte for byte.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     folder = output_uri.rsplit("/", 1)[0]
     run_directory = f"{folder}/run_directory.tar.gz"
     model = conf["model"]
@@ -572,23 +576,29 @@ def direct_losses(input_file: str, conf: Mapping[str, Any], n_chunks: int, outpu
         if model.get(rule) is not None:
             prepare[rule] = int(model[rule])
     works = [f"{folder}/work-{i}.tar.gz" for i in range(n_chunks)]
-    steps = [("prepare-losses-generation-directory", prepare)]
-    steps += [("generate-losses-chunk", {"run_directory": run_directory, "chunk_index": i, "n_chunks": n_chunks,
+    chunks = [("generate-losses-chunk", {"run_directory": run_directory, "chunk_index": i, "n_chunks": n_chunks,
                                          "output": uri}) for i, uri in enumerate(works)]
-    steps.append(("generate-losses-output", {"run_directory": run_directory, "works": works, "output": output_uri}))
+    merge = ("generate-losses-output", {"run_directory": run_directory, "works": works, "output": output_uri})
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR", "NUMBA_CACHE_DIR") if k in os.environ}
     env["PERILFLOW_MODEL_ROOT"] = str(model_root)
-    times = []
-    with tempfile.TemporaryDirectory(prefix="perilflow-direct-") as scratch:
-        for step, params in steps:
-            t0 = time.monotonic()
-            result = subprocess.run([WORKER, step, "--params", json.dumps(params, sort_keys=True)], env=env,
+
+    def run(step: tuple[str, dict[str, Any]]) -> tuple[str, float]:
+        name, params = step
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="perilflow-direct-") as scratch:
+            result = subprocess.run([WORKER, name, "--params", json.dumps(params, sort_keys=True)], env=env,
                                     cwd=scratch, capture_output=True, text=True, timeout=600)
-            times.append((step, time.monotonic() - t0))
-            if result.returncode != 0:
-                raise PlatformError(f"{step} exited {result.returncode}: {result.stdout[-2000:]}"
-                                    f"{result.stderr[-2000:]}")
-    return {"output": output_uri, "steps": times, "kernel_s": sum(t for _, t in times)}
+        if result.returncode != 0:
+            raise PlatformError(f"{name} exited {result.returncode}: {result.stdout[-2000:]}{result.stderr[-2000:]}")
+        return name, time.monotonic() - t0
+
+    t0 = time.monotonic()
+    times = [run(("prepare-losses-generation-directory", prepare))]
+    with ThreadPoolExecutor(max(1, parallel)) as pool:
+        times += list(pool.map(run, chunks))
+    times.append(run(merge))
+    return {"output": output_uri, "steps": times, "kernel_s": sum(t for _, t in times),
+            "wall_s": time.monotonic() - t0}
 
 
 def storage_path(uri: str) -> Path:

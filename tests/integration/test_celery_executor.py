@@ -17,7 +17,7 @@ import pytest
 from tests.integration.conftest import extract, require_services
 from tests.integration.harness import AirflowPlatform, piwind_conf
 
-pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.slow, pytest.mark.xdist_group("airflow")]
+pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.slow]
 
 GENERATE_AND_RUN = "perilflow_generate_and_run"
 ASSETS = Path(__file__).resolve().parents[1] / "assets" / "piwind_ord_loc10"

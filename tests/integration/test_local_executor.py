@@ -27,7 +27,7 @@ from tests.integration.harness import (
     wrapper_worker,
 )
 
-pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.slow, pytest.mark.xdist_group("airflow")]
+pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.slow]
 
 GENERATE_AND_RUN = "perilflow_generate_and_run"
 LOSSES = "perilflow_losses_generation"
