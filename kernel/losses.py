@@ -237,6 +237,7 @@ def _with_specials(fm: np.ndarray) -> np.ndarray:
 
 def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int) -> Path:
     """Compute events ``chunk_index`` of ``n_chunks`` and write their partial results; returns the work folder."""
+    from perilflow.kernel.fm.compute import release_work_space
     from perilflow.kernel.outputs import accumulate_chunk
 
     run_dir = Path(run_dir)
@@ -252,6 +253,7 @@ def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks
                 # partial results are summarised per block, so a chunk never holds more than a block of records
                 accumulate_chunk(run.specs[perspective], run.static, ids, ptr, rec_ids, losses,
                                  staging / perspective / f"block-{b:06d}")
+    release_work_space()
     shutil.rmtree(work, ignore_errors=True)
     staging.rename(work)
     return work

@@ -18,6 +18,7 @@ back-allocates the result pro rata onto the items below it.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -389,16 +390,19 @@ def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, ki
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def _compute_events(
-    e0, e1, event_ptr, item_row, losses, out_ptr, out_index, out_losses,
+    e0, e1, event_ptr, item_row, losses, out_ptr, out_index, out_losses, loss, ext,
     n_items, allocation_rule, net, with_extras, start_nodes, kid_of_ptr, kid_of,
     n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
     rules, terms, out_node, out_layer,
 ):
-    """Sparse run of events e0..e1-1: only the hit items and the nodes above them are computed."""
+    """Sparse run of events e0..e1-1: only the hit items and the nodes above them are computed.
+
+    ``loss[n_slots, max_layers, n_cols]`` and ``ext`` (``[n_slots, max_layers, n_cols, 3]`` with
+    extras) are work space; their content on entry is never read: every value an event reads
+    was written by that event (items' rows from ``losses``, node slots zeroed and summed).
+    """
     n_cols = losses.shape[1]
-    loss = np.zeros((n_slots, max_layers, n_cols))
-    ext = np.zeros((n_slots if with_extras else 1, max_layers, n_cols, 3))
     n_layers = np.ones(n_slots, dtype=np.int64)
     active = np.zeros(n_slots, dtype=np.bool_)
     node_active = np.zeros(slot.shape[0], dtype=np.bool_)
@@ -461,6 +465,35 @@ def slot_bases(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
         flat[ptr[s]:ptr[s + 1]] = plan.base[plan.base_ptr[k]:plan.base_ptr[k + 1]]
     plan.slot_base_cache = (ptr, flat)
     return ptr, flat
+
+
+_WORK: list[np.ndarray] = []   # work space of finished event ranges, reused by the next ones
+_WORK_LOCK = threading.Lock()
+
+
+def _take_work(n: int) -> np.ndarray:
+    """A float64 work buffer of at least ``n`` values (first-touching hundreds of MB per call costs more
+    than the FM of a small event block)."""
+    if n < 2**17:
+        return np.zeros(n)
+    with _WORK_LOCK:
+        fits = [i for i, b in enumerate(_WORK) if b.shape[0] >= n]
+        if fits:
+            return _WORK.pop(min(fits, key=lambda i: _WORK[i].shape[0]))
+        if _WORK:  # none is large enough: drop the largest, a larger one takes its place
+            _WORK.pop(max(range(len(_WORK)), key=lambda i: _WORK[i].shape[0]))
+    return np.zeros(n)
+
+
+def _give_work(*bufs: np.ndarray) -> None:
+    with _WORK_LOCK:
+        _WORK.extend(b for b in bufs if b.shape[0] >= 2**17)
+
+
+def release_work_space() -> None:
+    """Free the work space kept between ``run_fm_events`` calls (e.g. at the end of a chunk)."""
+    with _WORK_LOCK:
+        _WORK.clear()
 
 
 def slot_parents(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
@@ -592,11 +625,25 @@ def run_fm_events(
     targets = np.linspace(0, event_ptr[-1], workers + 1)[1:-1]
     bounds = np.concatenate(([0], np.searchsorted(event_ptr, targets, side="left"), [n_events])).astype(np.int64)
 
+    n_cols = losses.shape[1]
+    loss_shape = (plan.n_slots, plan.max_layers, n_cols)
+    ext_shape = (plan.n_slots if plan.needs_extras else 1, plan.max_layers, n_cols, 3)
+
     def one_range(w: int) -> None:
         if bounds[w + 1] <= bounds[w]:
             return
+        loss_buf = _take_work(int(np.prod(loss_shape)))
+        ext_buf = _take_work(int(np.prod(ext_shape)))
+        loss = loss_buf[:int(np.prod(loss_shape))].reshape(loss_shape)
+        ext = ext_buf[:int(np.prod(ext_shape))].reshape(ext_shape)
+        try:
+            _compute_range(w, loss, ext)
+        finally:
+            _give_work(loss_buf, ext_buf)
+
+    def _compute_range(w: int, loss: np.ndarray, ext: np.ndarray) -> None:
         _compute_events(
-            bounds[w], bounds[w + 1], event_ptr, item_row, losses, out_ptr, out_index, out_losses,
+            bounds[w], bounds[w + 1], event_ptr, item_row, losses, out_ptr, out_index, out_losses, loss, ext,
             plan.n_items, plan.allocation_rule, net, plan.needs_extras, plan.start_nodes, kid_of_ptr, kid_of,
             plan.n_slots, plan.max_layers, plan.level_ptr, plan.slot, plan.own_slot,
             plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,
