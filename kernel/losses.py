@@ -203,15 +203,19 @@ class _Run:
         out = {"gul": (event_ptr, self.item_ids[item_row], gul)}
         if self.il_plan is None:
             return out
-        fm_in = _fm_columns(gul)
-        ptr, index, losses = run_fm_events(self.il_plan, event_ptr, item_row, fm_in)
+        # the FM computes columns [-5, -3, -1, samples] of the records, read and written in place
+        cols = _fm_column_map(gul.shape[1] - SPECIALS + len(FM_COLUMNS_OF_GUL))
+        width = gul.shape[1]
+        ptr, index, losses = run_fm_events(self.il_plan, event_ptr, item_row, gul, columns=cols, out_columns=cols,
+                                           out_width=width)
         ids = self.il_plan.output_id[index].astype(np.int64)
-        out["il"] = (ptr, ids, _with_specials(losses))
+        out["il"] = (ptr, ids, losses)
         for plan in self.ri_plans:
-            ptr, index, losses = run_fm_events(plan, ptr, ids - 1, losses, net=True)
+            ptr, index, losses = run_fm_events(plan, ptr, ids - 1, losses, net=True, columns=cols, out_columns=cols,
+                                               out_width=width)
             ids = plan.output_id[index].astype(np.int64)
         if self.ri_plans:
-            out["ri"] = (ptr, ids, _with_specials(losses))
+            out["ri"] = (ptr, ids, losses)
         return out
 
 
@@ -219,20 +223,6 @@ def _fm_column_map(n_fm_columns: int) -> np.ndarray:
     """Record-layout column of each FM column: [-5, -3, -1, samples] -> [-5, -4, -3, -2, -1, samples]."""
     return np.concatenate((np.asarray(FM_COLUMNS_OF_GUL, dtype=np.int64),
                            np.arange(SPECIALS, SPECIALS + n_fm_columns - len(FM_COLUMNS_OF_GUL), dtype=np.int64)))
-
-
-def _fm_columns(gul: np.ndarray) -> np.ndarray:
-    """The FM's input columns [-5, -3, -1, samples] of ground-up records [-5, -4, -3, -2, -1, samples]."""
-    from perilflow.kernel.columns import gather_columns
-
-    return gather_columns(gul, _fm_column_map(gul.shape[1] - SPECIALS + len(FM_COLUMNS_OF_GUL)))
-
-
-def _with_specials(fm: np.ndarray) -> np.ndarray:
-    """FM columns [-5, -3, -1, samples] back to the record layout [-5, -4, -3, -2, -1, samples] (-4, -2 zero)."""
-    from perilflow.kernel.columns import scatter_columns
-
-    return scatter_columns(fm, _fm_column_map(fm.shape[1]), fm.shape[1] + SPECIALS - len(FM_COLUMNS_OF_GUL))
 
 
 def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int) -> Path:

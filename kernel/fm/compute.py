@@ -157,14 +157,14 @@ def _apply_profile(rules, terms, r0, r1, out, inp, e):
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def _levels(
-    loss, ext, n_layers, active, node_active, inp, rec_of, allocation_rule, net, with_extras,
+    loss, ext, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
     level_ptr, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
 ):
     """Run every active node of the plan, level by level, on state already holding the items' losses.
 
     ``active[slot]`` and ``node_active[node]`` mark the slots and nodes that carry loss (see
-    ``_mark_event``). ``inp[rec_of[item], col]`` is the items' loss before any terms (read
+    ``_mark_event``). ``inp[rec_of[item], in_cols[col]]`` is the items' loss before any terms (read
     only for active items, by allocation rule 1 and the net of layers).
     """
     max_layers = loss.shape[1]
@@ -283,13 +283,13 @@ def _levels(
                     total = 0.0
                     for b in base:
                         if active[b]:
-                            total += inp[rec_of[b], i]
+                            total += inp[rec_of[b], in_cols[i]]
                     for p in range(P):
                         v = loss[s, p, i]
                         f = v / total if v != 0 else 0.0
                         for b in base:
                             if active[b]:
-                                loss[b, p, i] = inp[rec_of[b], i] * f
+                                loss[b, p, i] = inp[rec_of[b], in_cols[i]] * f
 
     # 4. net of the layers (reinsurance): each layer's net is what is left after it
     if net:
@@ -299,7 +299,7 @@ def _levels(
                 continue
             _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k], active)
             for i in range(n_cols):
-                prev = inp[rec_of[s], i]
+                prev = inp[rec_of[s], in_cols[i]]
                 for q in range(layer_len[k]):
                     v = prev - loss[s, q, i]
                     v = v if v > 0 else 0.0
@@ -323,8 +323,9 @@ def _compute(
     active = np.ones(n_slots, dtype=np.bool_)
     node_active = np.ones(slot.shape[0], dtype=np.bool_)
     rec_of = np.arange(n_items)
+    in_cols = np.arange(n_cols)
     loss[:n_items, 0, :] = inp
-    _levels(loss, ext, n_layers, active, node_active, inp, rec_of, allocation_rule, net, with_extras,
+    _levels(loss, ext, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
             level_ptr, slot, own_slot, children_ptr, children,
             slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
     result = np.empty((out_node.shape[0], n_cols))
@@ -390,7 +391,7 @@ def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, ki
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def _compute_events(
-    e0, e1, event_ptr, item_row, losses, out_ptr, out_index, out_losses, loss, ext,
+    e0, e1, event_ptr, item_row, losses, in_cols, out_ptr, out_index, out_losses, out_cols, loss, ext,
     n_items, allocation_rule, net, with_extras, start_nodes, kid_of_ptr, kid_of,
     n_slots, max_layers, level_ptr, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
@@ -401,8 +402,9 @@ def _compute_events(
     ``loss[n_slots, max_layers, n_cols]`` and ``ext`` (``[n_slots, max_layers, n_cols, 3]`` with
     extras) are work space; their content on entry is never read: every value an event reads
     was written by that event (items' rows from ``losses``, node slots zeroed and summed).
+    The FM's column ``i`` is ``losses[:, in_cols[i]]`` and goes to ``out_losses[:, out_cols[i]]``.
     """
-    n_cols = losses.shape[1]
+    n_cols = in_cols.shape[0]
     n_layers = np.ones(n_slots, dtype=np.int64)
     active = np.zeros(n_slots, dtype=np.bool_)
     node_active = np.zeros(slot.shape[0], dtype=np.bool_)
@@ -418,10 +420,10 @@ def _compute_events(
             n_layers[r] = 1
             rec_of[r] = rec
             for i in range(n_cols):
-                loss[r, 0, i] = losses[rec, i]
+                loss[r, 0, i] = losses[rec, in_cols[i]]
             if with_extras:
                 ext[r, :, :, :] = 0.0
-        _levels(loss, ext, n_layers, active, node_active, losses, rec_of, allocation_rule, net, with_extras,
+        _levels(loss, ext, n_layers, active, node_active, losses, rec_of, in_cols, allocation_rule, net, with_extras,
                 level_ptr, slot, own_slot, children_ptr, children,
                 slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
         w = out_ptr[e]
@@ -431,7 +433,7 @@ def _compute_events(
                 q = out_layer[o] if out_layer[o] < n_layers[s] else 0
                 out_index[w] = o
                 for i in range(n_cols):
-                    out_losses[w, i] = loss[s, q, i]
+                    out_losses[w, out_cols[i]] = loss[s, q, i]
                 w += 1
 
 
@@ -575,6 +577,9 @@ def run_fm_events(
     losses: np.ndarray,
     net: bool = False,
     threads: int | None = None,
+    columns: np.ndarray | None = None,
+    out_columns: np.ndarray | None = None,
+    out_width: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the financial structure to many events, computing only what each event touches.
 
@@ -591,12 +596,17 @@ def run_fm_events(
         net of the layers (reinsurance passes)
     threads : int, optional
         event ranges computed at once (default: the CPU count)
+    columns : int64[n_fm_cols], optional
+        the columns of ``losses`` the FM computes, in order (default: all of them)
+    out_columns, out_width : optional
+        write FM column ``i`` to column ``out_columns[i]`` of ``out_losses``, which then has
+        ``out_width`` columns, the others zero (default: the FM columns in order)
 
     Returns
     -------
     out_ptr : int64[n_events + 1]   CSR of the outputs per event
     out_index : int64[n_out]        row into ``plan.output_id`` of each output record (increasing per event)
-    out_losses : float64[n_out, n_cols]
+    out_losses : float64[n_out, out_width]
 
     Outputs of an event are those above at least one of its items; items absent from an
     event carry no loss, exactly as in the dense ``run_fm``.
@@ -611,6 +621,15 @@ def run_fm_events(
         raise ValueError(f"item_row has {item_row.shape[0]} entries for {losses.shape[0]} loss records")
     if item_row.shape[0] and (item_row.min() < 0 or item_row.max() >= plan.n_items):
         raise ValueError(f"item_row values must be item rows 0..{plan.n_items - 1} (item_id - 1)")
+    in_cols = np.arange(losses.shape[1], dtype=np.int64) if columns is None else np.asarray(columns, dtype=np.int64)
+    if in_cols.ndim != 1 or (in_cols.shape[0] and (in_cols.min() < 0 or in_cols.max() >= losses.shape[1])):
+        raise ValueError(f"columns must be column indices of losses (0..{losses.shape[1] - 1})")
+    n_cols = in_cols.shape[0]
+    out_cols = np.arange(n_cols, dtype=np.int64) if out_columns is None else np.asarray(out_columns, dtype=np.int64)
+    width = n_cols if out_width is None else int(out_width)
+    if out_cols.shape != (n_cols,) or (n_cols and (out_cols.min() < 0 or out_cols.max() >= width)) \
+            or np.unique(out_cols).shape[0] != n_cols:
+        raise ValueError(f"out_columns must give each of the {n_cols} FM columns its own column below out_width")
     ptr, flat = slot_bases(plan)
     kid_of_ptr, kid_of = slot_parents(plan)
     n_events = event_ptr.shape[0] - 1
@@ -619,13 +638,12 @@ def run_fm_events(
     out_ptr = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(counts, out=out_ptr[1:])
     out_index = np.empty(out_ptr[-1], dtype=np.int64)
-    out_losses = np.empty((out_ptr[-1], losses.shape[1]))
+    out_losses = np.empty((out_ptr[-1], width)) if width == n_cols else np.zeros((out_ptr[-1], width))
     workers = max(1, min(n_events, threads or os.cpu_count() or 1))
     # event ranges with about the same number of records (events differ in size by orders of magnitude)
     targets = np.linspace(0, event_ptr[-1], workers + 1)[1:-1]
     bounds = np.concatenate(([0], np.searchsorted(event_ptr, targets, side="left"), [n_events])).astype(np.int64)
 
-    n_cols = losses.shape[1]
     loss_shape = (plan.n_slots, plan.max_layers, n_cols)
     ext_shape = (plan.n_slots if plan.needs_extras else 1, plan.max_layers, n_cols, 3)
 
@@ -643,7 +661,8 @@ def run_fm_events(
 
     def _compute_range(w: int, loss: np.ndarray, ext: np.ndarray) -> None:
         _compute_events(
-            bounds[w], bounds[w + 1], event_ptr, item_row, losses, out_ptr, out_index, out_losses, loss, ext,
+            bounds[w], bounds[w + 1], event_ptr, item_row, losses, in_cols, out_ptr, out_index, out_losses, out_cols,
+            loss, ext,
             plan.n_items, plan.allocation_rule, net, plan.needs_extras, plan.start_nodes, kid_of_ptr, kid_of,
             plan.n_slots, plan.max_layers, plan.level_ptr, plan.slot, plan.own_slot,
             plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,

@@ -13,7 +13,6 @@ import zlib
 import numpy as np
 import pytest
 
-from perilflow.kernel.columns import gather_columns, scatter_columns
 from perilflow.kernel.fm.compute import run_fm, run_fm_events
 from perilflow.kernel.fm.run import load_plan
 from perilflow.kernel.oasis.files import read_ri_layers
@@ -42,6 +41,17 @@ def check_plan(plan, rng: np.random.Generator, net: bool) -> None:
         np.testing.assert_array_equal(p2, ptr)
         np.testing.assert_array_equal(i2, index)
         np.testing.assert_array_equal(o2, out)
+    # the FM columns read from and written into wider records give the same numbers
+    wide = np.zeros((losses.shape[0], losses.shape[1] + 3))
+    cols = np.array([0, 2, 4, 5, 7])
+    wide[:, cols] = losses
+    wide[:, [1, 3, 6]] = -1.0
+    p3, i3, o3 = run_fm_events(plan, event_ptr, item_row, wide, net=net, threads=2, columns=cols, out_columns=cols,
+                               out_width=wide.shape[1])
+    np.testing.assert_array_equal(p3, ptr)
+    np.testing.assert_array_equal(i3, index)
+    np.testing.assert_array_equal(o3[:, cols], out)
+    assert np.all(o3[:, [1, 3, 6]] == 0)
     for e, h in enumerate(hits):
         dense_in = np.zeros((plan.n_items, losses.shape[1]))
         dense_in[h] = losses[event_ptr[e]:event_ptr[e + 1]]
@@ -62,16 +72,3 @@ def test_sparse_events_equal_dense_runs_on_validation_suites(suite: str) -> None
         check_plan(load_plan(folder, alloc), rng, net=False)
     for ri in read_ri_layers(folder):
         check_plan(load_plan(ri.directory, 3, with_items=False), rng, net=True)
-
-
-def test_column_moves_equal_fancy_indexing() -> None:
-    rng = np.random.default_rng(1)
-    src = rng.random((7, 9))
-    cols = np.array([0, 2, 4, 5, 6, 7, 8])
-    np.testing.assert_array_equal(gather_columns(src, cols), src[:, cols])
-    fm = rng.random((7, 6))
-    cols = np.array([0, 2, 4, 5, 6, 7])
-    expected = np.zeros((7, 8))
-    expected[:, cols] = fm
-    np.testing.assert_array_equal(scatter_columns(fm, cols, 8), expected)
-    assert gather_columns(src[:0], cols).shape == (0, cols.shape[0])
