@@ -25,6 +25,18 @@ def _apps() -> list[dict[str, object]]:
         return []
 
 
+def _listeners() -> list[object]:
+    try:
+        from perilflow.plugins import listener
+
+        return [listener]
+    except Exception:  # noqa: BLE001 - as above: log, do not stop the scheduler
+        log.exception("the Perilflow listener could not be loaded; outcomes are recorded when clients read them")
+        return []
+
+
 class PerilflowPlugin(AirflowPlugin):
     name = "perilflow"
     fastapi_apps = _apps()
+    # records each analysis run's outcome in the product DB when Airflow ends the run (scheduler, api-server)
+    listeners = _listeners()

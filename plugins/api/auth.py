@@ -47,7 +47,10 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-DbDep = Annotated[Session, Depends(get_db)]
+# scope="function": commit when the route returns, before the reply is sent; with the default ("request")
+# the commit ran after the reply, and a client's next request could read the old row (seen live: settings
+# POSTed, then generate_and_run answered "the analysis has no settings")
+DbDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
 @dataclass(frozen=True)

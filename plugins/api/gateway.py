@@ -14,6 +14,8 @@ The app is given a :class:`WorkflowGateway`; tests give it a fake that records c
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -59,6 +61,41 @@ class WorkflowGateway(Protocol):
 
     def cancel(self, dag_id: str, run_id: str) -> None: ...
 
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str | None: ...
+
+
+def format_log(content: Any) -> str:
+    """Airflow's structured log (``content: [{timestamp, level, event, ...}]``) as plain lines."""
+    lines = []
+    for item in content or []:
+        if isinstance(item, dict):
+            head = " ".join(str(item[k]) for k in ("timestamp", "level") if item.get(k))
+            lines.append(f"{head} {item.get('event', '')}".strip())
+        else:
+            lines.append(str(item))
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+@contextmanager
+def _read_session() -> Iterator[Any]:
+    """A private, read-only session on Airflow's metadata DB, rolled back and closed at the end.
+
+    Not Airflow's scoped ``create_session()``: in the scheduler (where the listener runs) that
+    is the scheduling loop's own session, which must not be committed mid-loop ("UNEXPECTED
+    COMMIT - THIS WILL BREAK HA LOCKS") nor have its objects detached.
+    """
+    from airflow import settings as airflow_settings
+    from sqlalchemy.orm import Session
+
+    if airflow_settings.engine is None:
+        airflow_settings.configure_orm()
+    session = Session(bind=airflow_settings.engine, autoflush=False, expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.rollback()
+        session.close()
+
 
 class AirflowGateway:
     """Production gateway; only usable inside a process configured for Airflow's metadata DB."""
@@ -82,10 +119,9 @@ class AirflowGateway:
 
     def run_info(self, dag_id: str, run_id: str) -> RunInfo | None:
         from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
         from sqlalchemy import select
 
-        with create_session() as session:
+        with _read_session() as session:
             run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
             if run is None:
                 return None
@@ -93,10 +129,9 @@ class AirflowGateway:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[TaskInstanceInfo]:
         from airflow.models.taskinstance import TaskInstance
-        from airflow.utils.session import create_session
         from sqlalchemy import select
 
-        with create_session() as session:
+        with _read_session() as session:
             rows = session.scalars(select(TaskInstance).where(TaskInstance.dag_id == dag_id,
                                                               TaskInstance.run_id == run_id)).all()
             return [TaskInstanceInfo(task_id=ti.task_id, map_index=ti.map_index,
@@ -107,14 +142,32 @@ class AirflowGateway:
 
     def xcom_return(self, dag_id: str, run_id: str, task_id: str) -> Any:
         from airflow.models.xcom import XComModel
-        from airflow.utils.session import create_session
         from sqlalchemy import select
 
-        with create_session() as session:
+        with _read_session() as session:
             row = session.scalar(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id,
                                                          XComModel.task_id == task_id,
                                                          XComModel.key == "return_value"))
             return None if row is None else XComModel.deserialize_value(row)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str | None:
+        """One try's log through Airflow's REST API (service account; the api-server reads local or remote logs)."""
+        from urllib.parse import quote
+
+        from perilflow.operators.airflow_api import AirflowApi, AirflowApiError
+        from perilflow.operators.config import PlatformConfig
+
+        cfg = PlatformConfig.from_env()
+        path = (f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}/taskInstances/"
+                f"{quote(task_id, safe='')}/logs/{int(try_number)}")
+        try:
+            with AirflowApi(self.api_url or cfg.api_url) as api:
+                reply = api.call("GET", path, params={"map_index": map_index, "full_content": True})
+        except AirflowApiError as exc:
+            if " 404 " in str(exc):
+                return None
+            raise WorkflowError(f"could not read the log of {task_id}[{map_index}] try {try_number}: {exc}") from None
+        return format_log((reply or {}).get("content"))
 
     def cancel(self, dag_id: str, run_id: str) -> None:
         from perilflow.operators.airflow_api import AirflowApi, AirflowApiError
@@ -139,6 +192,7 @@ class FakeGateway:
         self.tis: dict[tuple[str, str], list[TaskInstanceInfo]] = {}
         self.xcoms: dict[tuple[str, str, str], Any] = {}
         self.fail_next: str | None = None
+        self.logs: dict[tuple[str, str, str, int, int], str] = {}
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any], user: str) -> None:
         if self.fail_next:
@@ -155,6 +209,9 @@ class FakeGateway:
 
     def xcom_return(self, dag_id: str, run_id: str, task_id: str) -> Any:
         return self.xcoms.get((dag_id, run_id, task_id))
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str | None:
+        return self.logs.get((dag_id, run_id, task_id, map_index, try_number))
 
     def cancel(self, dag_id: str, run_id: str) -> None:
         self.cancelled.append((dag_id, run_id))

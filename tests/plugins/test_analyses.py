@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -214,7 +215,8 @@ def test_generate_and_run_and_cancel(client, gateway, setup, analysis_settings, 
     gateway.runs[(dag_id, run_id)] = RunInfo("failed")
     gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("prepare-keys-file", 0, "failed", 3)]
     body = client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()
-    assert body["status"] == "INPUTS_GENERATION_ERROR" and body["sub_task_error_ids"] == [1]
+    assert body["status"] == "INPUTS_GENERATION_ERROR"
+    assert body["sub_task_error_ids"] == [(aid << 32) | ((zlib.crc32(b"prepare-keys-file") & 0xFFFF) << 16) | 1]
     assert body["input_generation_traceback_file"].endswith("/input_generation_traceback_file/")
 
 

@@ -10,6 +10,7 @@ survives ``airflow db clean``. Cancelled states stick.
 from __future__ import annotations
 
 import uuid
+import zlib
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -89,18 +90,43 @@ def _record_losses(settings: ApiSettings, gateway: WorkflowGateway, analysis: An
     analysis.output_file = record.get("output_file") or f"{_folder(settings, analysis, 'losses')}/output.tar.gz"
 
 
+NO_KEYS_MARKERS = ("exited with code 3", ": no keys:")
+
+
+def no_keys(settings: ApiSettings, folder: str) -> bool:
+    """True when input generation failed because the lookup matched no location (worker exit code 3).
+
+    The failed step's error is in ``{folder}/errors/*.log`` (operators.tasks.on_step_failure)
+    and in the run's ``traceback.txt``.
+    """
+    try:
+        errors = files.storage_path(settings, f"{folder}/errors")
+        texts = [p.read_text() for p in errors.iterdir() if p.name.endswith(".log")] if errors.exists() else []
+        traceback = files.storage_path(settings, f"{folder}/traceback.txt")
+        if traceback.exists():
+            texts.append(traceback.read_text())
+    except OSError:
+        return False
+    return any(marker in text for text in texts for marker in NO_KEYS_MARKERS)
+
+
 def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, analysis: Analysis) -> None:
-    """Move an active analysis's status on from its DAG run; record the outcome when the run has ended."""
+    """Move an active analysis's status on from its DAG run; record the outcome when the run has ended.
+
+    A failed run none of whose task instances failed was cancelled (``cancel_run`` skips the
+    unfinished ones, then fails the run): *_CANCELLED, however it was cancelled.
+    """
     if analysis.status not in ACTIVE or not analysis.run_id or not analysis.dag_id:
         return
     info = gateway.run_info(analysis.dag_id, analysis.run_id)
     if info is None:
         return
     state, dag_id = info.state, analysis.dag_id
-    inputs_done = False
-    if dag_id == GENERATE_AND_RUN and state in ("running", "failed", "success"):
-        inputs_done = any(ti.task_id == RECORD_INPUTS and ti.state == "success"
-                          for ti in gateway.task_instances(dag_id, analysis.run_id))
+    tis: list[TaskInstanceInfo] = []
+    if state == "failed" or (dag_id == GENERATE_AND_RUN and state in ("running", "success")):
+        tis = gateway.task_instances(dag_id, analysis.run_id)
+    inputs_done = dag_id == GENERATE_AND_RUN and any(ti.task_id == RECORD_INPUTS and ti.state == "success"
+                                                      for ti in tis)
     new: AnalysisStatus | None = None
     if state == "running":
         if dag_id == LOSSES_GENERATION or inputs_done:
@@ -114,14 +140,18 @@ def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, analysis:
             _record_losses(settings, gateway, analysis)
         new = S.READY if dag_id == INPUT_GENERATION else S.RUN_COMPLETED
     elif state == "failed":
-        if dag_id == LOSSES_GENERATION or inputs_done:
-            if inputs_done:
-                _record_inputs(settings, gateway, analysis)
+        losses_stage = dag_id == LOSSES_GENERATION or inputs_done
+        if inputs_done:
+            _record_inputs(settings, gateway, analysis)
+        if tis and not any(ti.state == "failed" for ti in tis):
+            new = S.RUN_CANCELLED if losses_stage else S.INPUTS_GENERATION_CANCELLED
+        elif losses_stage:
             analysis.run_traceback_file = f"{_folder(settings, analysis, 'losses')}/traceback.txt"
             new = S.RUN_ERROR
         else:
-            analysis.input_generation_traceback_file = f"{_folder(settings, analysis, 'files')}/traceback.txt"
-            new = S.INPUTS_GENERATION_ERROR
+            folder = _folder(settings, analysis, "files")
+            analysis.input_generation_traceback_file = f"{folder}/traceback.txt"
+            new = S.INPUTS_GENERATION_NO_KEYS if no_keys(settings, folder) else S.INPUTS_GENERATION_ERROR
     if new is not None and new != analysis.status:
         analysis.status = new
         if state in ("success", "failed"):
@@ -132,24 +162,39 @@ def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, analysis:
 # ----------------------------------------------------------------------------- JSON
 
 
-def _sub_task_json(ti: TaskInstanceInfo, index: int, analysis: Analysis) -> dict[str, Any]:
+def sub_task_id(analysis_id: int, task_id: str, map_index: int) -> int:
+    """A sub-task's id, the same in every list and stable while the run goes on (no table holds sub-tasks).
+
+    ``analysis id << 32 | crc32(task id) & 0xffff << 16 | map index + 1``, so the
+    analysis-task-statuses routes find the analysis from the id alone.
+    """
+    return (analysis_id << 32) | ((zlib.crc32(task_id.encode()) & 0xFFFF) << 16) | ((map_index + 1) & 0xFFFF)
+
+
+def _sub_task_json(ti: TaskInstanceInfo, analysis: Analysis, base: str | None = None) -> dict[str, Any]:
     slug = ti.task_id if ti.map_index < 0 else f"{ti.task_id}-{ti.map_index}"
+    task_pk = sub_task_id(analysis.id, ti.task_id, ti.map_index)
+    logs = f"{base}/v2/analysis-task-statuses/{task_pk}" if base else None
     return {
-        "id": index, "task_id": f"{analysis.dag_id}/{analysis.run_id}/{ti.task_id}/{ti.map_index}",
+        "id": task_pk, "task_id": f"{analysis.dag_id}/{analysis.run_id}/{ti.task_id}/{ti.map_index}",
         "status": sub_task_status(ti.state), "queue_name": ti.queue, "name": ti.rendered_map_index or ti.task_id,
         "slug": slug, "pending_time": None, "queue_time": ti.queued_dttm, "start_time": ti.start_date,
-        "end_time": ti.end_date, "output_log": None, "error_log": None, "retry_log": None,
+        "end_time": ti.end_date,
+        "output_log": f"{logs}/output_log/" if logs and ti.try_number else None,
+        "error_log": f"{logs}/error_log/" if logs and ti.state == "failed" else None,
+        "retry_log": f"{logs}/retry_log/" if logs and ti.try_number > 1 else None,
         "retry_count": max(ti.try_number - 1, 0), "airflow_state": ti.state, "map_index": ti.map_index,
+        "analysis": analysis.id, "try_number": ti.try_number,
     }
 
 
-def sub_tasks(gateway: WorkflowGateway, analysis: Analysis) -> list[dict[str, Any]]:
+def sub_tasks(gateway: WorkflowGateway, analysis: Analysis, base: str | None = None) -> list[dict[str, Any]]:
     """The current DAG run's task instances as OasisPlatform sub-tasks (a rerun shows only its own)."""
     if not analysis.dag_id or not analysis.run_id:
         return []
     tis = sorted(gateway.task_instances(analysis.dag_id, analysis.run_id),
                  key=lambda ti: (ti.start_date is None, ti.start_date or _now(), ti.task_id, ti.map_index))
-    return [_sub_task_json(ti, i + 1, analysis) for i, ti in enumerate(tis)]
+    return [_sub_task_json(ti, analysis, base) for ti in tis]
 
 
 def analysis_json(request: Request, analysis: Analysis, db: Session | None = None,
@@ -185,7 +230,7 @@ def analysis_json(request: Request, analysis: Analysis, db: Session | None = Non
 def _detail(request: Request, db: Session, settings: ApiSettings, analysis: Analysis) -> dict[str, Any]:
     gateway = gateway_of(request)
     sync(db, settings, gateway, analysis)
-    return analysis_json(request, analysis, db, sub_tasks(gateway, analysis))
+    return analysis_json(request, analysis, db, sub_tasks(gateway, analysis, api_base(request)))
 
 
 # ----------------------------------------------------------------------------- create / actions
@@ -412,6 +457,9 @@ def _cancel(action: str, summary: str) -> None:
         if not may_change(analysis.model, caller):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 f"you are not a member of model {analysis.model_id}'s groups")
+        # commit before cancelling: the run's on_dag_run_failed listener (this process, another thread)
+        # updates this row, and must not wait for a lock this request holds
+        db.commit()
         try:
             gateway.cancel(analysis.dag_id, analysis.run_id)
         except WorkflowError as exc:
@@ -448,7 +496,7 @@ def copy_analysis(request: Request, analysis_pk: int, db: DbDep, caller: CallerD
 def sub_task_list(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep,
                   subtask_status: str | None = None, subtask_slug: str | None = None) -> list[dict[str, Any]]:
     analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
-    tasks = sub_tasks(gateway_of(request), analysis)
+    tasks = sub_tasks(gateway_of(request), analysis, api_base(request))
     if subtask_status:
         tasks = [t for t in tasks if t["status"] == subtask_status]
     if subtask_slug:
@@ -543,3 +591,99 @@ def _download_route(name: str, column: str, filename: str, media: str) -> None:
 
 for _name, (_column, _filename, _media) in _DOWNLOADS.items():
     _download_route(_name, _column, _filename, _media)
+
+
+# ----------------------------------------------------------------------------- progress and tarballs
+
+
+@router.get("/{analysis_pk}/run_progress/", summary="Progress of the losses chunks (\"n/m gul stages complete\")")
+def run_progress(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                 ) -> dict[str, Any]:
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    gateway = gateway_of(request)
+    sync(db, settings, gateway, analysis)
+    tis = gateway.task_instances(analysis.dag_id, analysis.run_id) if analysis.run_id and analysis.dag_id else []
+    chunks = [ti for ti in tis if ti.task_id in ("generate-losses-chunk", "generate-losses") and ti.state != "skipped"]
+    done = sum(ti.state == "success" for ti in chunks)
+    tasks = [_sub_task_json(ti, analysis) for ti in tis]
+    return {"id": analysis.id, "status": analysis.status, "completed": done, "total": len(chunks),
+            "progress": f"{done}/{len(chunks)} gul stages complete",
+            "sub_tasks_completed": sum(t["status"] == "COMPLETED" for t in tasks), "sub_tasks_total": len(tasks)}
+
+
+def _tar_members(settings: ApiSettings, uri: str | None, what: str) -> tuple[Any, list[Any]]:
+    import tarfile
+
+    from perilflow.kernel.storage import StorageError, safe_tar_members
+
+    if not uri:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} for this analysis")
+    source = files.storage_path(settings, uri)
+    if not source.exists():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"the {what} is no longer in storage ({uri})")
+    handle = source.open("rb")
+    try:
+        archive = tarfile.open(fileobj=handle, mode="r:*")
+        try:
+            members = safe_tar_members(archive, what)
+        except StorageError as exc:
+            archive.close()
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    except tarfile.TarError as exc:
+        handle.close()
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the {what} is not a readable tar archive ({exc})") from None
+    except BaseException:
+        handle.close()
+        raise
+    return (archive, handle), members
+
+
+def _tar_routes(name: str, column: str) -> None:
+    what = name.replace("_", " ")
+
+    @router.get(f"/{{analysis_pk}}/{name}_tar_list/", summary=f"Files inside the {what} tarball",
+                name=f"{name}_tar_list")
+    def tar_list(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                 ) -> list[str]:
+        analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+        sync(db, settings, gateway_of(request), analysis)
+        (archive, handle), members = _tar_members(settings, getattr(analysis, column), what)
+        try:
+            return [m.name.removeprefix("./") for m in members if m.isfile()]
+        finally:
+            archive.close()
+            handle.close()
+
+    @router.get(f"/{{analysis_pk}}/{name}_tar_extract/", summary=f"One file from the {what} tarball (?filename=)",
+                name=f"{name}_tar_extract", response_model=None)
+    def tar_extract(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep,
+                    filename: str) -> Response:
+        from pathlib import PurePosixPath
+
+        analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+        wanted = PurePosixPath(filename)
+        if wanted.is_absolute() or ".." in wanted.parts or not filename.strip():
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, {"filename": [
+                f"{filename!r} is not a relative path inside the tarball; take one from {name}_tar_list/"]})
+        sync(db, settings, gateway_of(request), analysis)
+        (archive, handle), members = _tar_members(settings, getattr(analysis, column), what)
+        try:
+            match = next((m for m in members if m.isfile() and PurePosixPath(m.name.removeprefix("./")) == wanted),
+                         None)
+            if match is None:
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"{filename} is not in the {what}")
+            data = archive.extractfile(match).read()  # type: ignore[union-attr]
+        finally:
+            archive.close()
+            handle.close()
+        import mimetypes
+
+        from perilflow.operators.storage import safe_name
+
+        media = mimetypes.guess_type(wanted.name)[0] or "application/octet-stream"
+        return Response(data, media_type=media,
+                        headers={"Content-Disposition": f'attachment; filename="{safe_name(wanted.name)}"'})
+
+
+_tar_routes("input_file", "input_file")
+_tar_routes("output_file", "output_file")

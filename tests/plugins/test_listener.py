@@ -1,0 +1,124 @@
+"""The plugin's Airflow listener records a run's outcome in the product DB with no client reading it."""
+# ruff: noqa: F811 - the fixtures of test_analyses are imported by name and used as arguments
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import select
+
+from perilflow.plugins import listener
+from perilflow.plugins.api.gateway import RunInfo, TaskInstanceInfo
+from perilflow.plugins.db import make_sessionmaker
+from perilflow.plugins.db.models import Analysis
+from tests.plugins.conftest import auth
+from tests.plugins.test_analyses import _analysis, _post, analysis_settings, piwind, setup  # noqa: F401 - fixtures
+
+BOTH, INPUTS = "perilflow_generate_and_run", "perilflow_input_generation"
+
+
+@pytest.fixture
+def record(app, settings, gateway):
+    """listener.record on the test's product DB and fake gateway."""
+    sessions = make_sessionmaker(app.state.perilflow_engine)
+
+    def call(dag_id: str, run_id: str, state: str, end_date=None):
+        return listener.record(dag_id, run_id, state, end_date, settings=settings, sessionmaker=sessions,
+                               gateway=gateway)
+
+    call.status = lambda aid: sessions().scalar(select(Analysis.status).where(Analysis.id == aid))
+    return call
+
+
+def _start(client, setup, gateway, settings_json, action: str = "generate_and_run"):
+    aid = _analysis(client, setup)["id"]
+    client.post(f"/v2/analyses/{aid}/settings/", json=settings_json, headers=auth("alice"))
+    assert _post(client, aid, action).status_code == 200
+    dag_id, run_id, conf, _ = gateway.triggered[-1]
+    return aid, dag_id, run_id, conf
+
+
+def test_success_is_recorded_with_the_files(client, setup, gateway, record, settings, analysis_settings) -> None:
+    aid, dag_id, run_id, conf = _start(client, setup, gateway, analysis_settings)
+    assert record(dag_id, run_id, "running") == "INPUTS_GENERATION_STARTED"
+    gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("record-input-files", -1, "success", 1)]
+    assert record(dag_id, run_id, "running") == "RUN_STARTED"
+    gateway.xcoms[(dag_id, run_id, "record-losses-files")] = {"output_file": "file:///x/output.tar.gz"}
+    end = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    # the listener's state wins over what the gateway still reads (the new state is not committed yet)
+    gateway.runs[(dag_id, run_id)] = RunInfo("running")
+    assert record(dag_id, run_id, "success", end) == "RUN_COMPLETED"
+    sessions = make_sessionmaker(client.app.state.perilflow_engine)
+    with sessions() as db:
+        analysis = db.get(Analysis, aid)
+        assert analysis.output_file == "file:///x/output.tar.gz" and analysis.input_file.endswith("/input.tar.gz")
+        assert analysis.task_finished.replace(tzinfo=UTC) == end
+    # nothing is active any more: a client's read leaves it as recorded
+    assert client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()["status"] == "RUN_COMPLETED"
+
+
+def test_a_failed_run_without_failed_tasks_was_cancelled(client, setup, gateway, record, analysis_settings) -> None:
+    aid, dag_id, run_id, _ = _start(client, setup, gateway, analysis_settings)
+    gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("record-input-files", -1, "success", 1),
+                                     TaskInstanceInfo("generate-losses-chunk", 0, "skipped", 1),
+                                     TaskInstanceInfo("generate-losses-output", -1, "upstream_failed", 0)]
+    assert record(dag_id, run_id, "failed") == "RUN_CANCELLED"
+    # a cancelled state sticks, whatever the run does next
+    assert record(dag_id, run_id, "success") == "RUN_CANCELLED"
+
+
+def test_a_failed_chunk_is_run_error(client, setup, gateway, record, analysis_settings) -> None:
+    aid, dag_id, run_id, _ = _start(client, setup, gateway, analysis_settings)
+    gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("record-input-files", -1, "success", 1),
+                                     TaskInstanceInfo("generate-losses-chunk", 0, "failed", 2)]
+    assert record(dag_id, run_id, "failed") == "RUN_ERROR"
+    body = client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()
+    assert body["run_traceback_file"].endswith(f"/v2/analyses/{aid}/run_traceback_file/")
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ("record-input-files (try 1): perilflow-worker record-input-files exited with code 3:\n"
+     "perilflow-worker record-input-files: no keys: the lookup matched none of 10 locations",
+     "INPUTS_GENERATION_NO_KEYS"),
+    ("write-input-files (try 2): perilflow-worker write-input-files exited with code 1:\nMemoryError",
+     "INPUTS_GENERATION_ERROR"),
+])
+def test_no_keys_from_the_errors_files(client, setup, gateway, record, settings, analysis_settings, error,
+                                       expected) -> None:
+    aid, dag_id, run_id, conf = _start(client, setup, gateway, analysis_settings, "generate_inputs")
+    assert dag_id == INPUTS
+    folder = Path(settings.storage_url.removeprefix("file://")) / f"analysis-{aid}_files-{conf['run_uuid']}"
+    (folder / "errors").mkdir(parents=True)
+    (folder / "errors" / "record-input-files.log").write_text(error)
+    gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("record-input-files", -1, "failed", 1)]
+    assert record(dag_id, run_id, "failed") == expected
+    body = client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()
+    assert body["status"] == expected and body["input_generation_traceback_file"]
+    # generate_inputs may start again from either
+    assert _post(client, aid, "generate_inputs").status_code == 200
+
+
+def test_other_runs_are_ignored(client, setup, gateway, record, analysis_settings) -> None:
+    assert record("some_other_dag", "manual__1", "success") is None
+    assert record(BOTH, "not-an-analysis-run", "success") is None
+
+
+def test_hooks_never_raise(monkeypatch, caplog) -> None:
+    def boom():
+        raise RuntimeError("product DB down")
+
+    monkeypatch.setattr(listener, "_product", boom)
+    run = SimpleNamespace(dag_id=BOTH, run_id="analysis-1-x", end_date=None)
+    listener.on_dag_run_running(dag_run=run, msg="")
+    listener.on_dag_run_success(dag_run=run, msg="")
+    listener.on_dag_run_failed(dag_run=run, msg="")
+    assert "product DB down" in caplog.text
+
+
+def test_the_plugin_registers_the_listener() -> None:
+    from perilflow.plugins.plugin import PerilflowPlugin
+
+    assert listener in PerilflowPlugin.listeners
