@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 import perilflow
 from perilflow.plugins.api.gateway import WorkflowGateway
-from perilflow.plugins.api.routes import analyses, base, models, portfolios
+from perilflow.plugins.api.routes import analyses, base, data_files, models, portfolios, task_statuses
 from perilflow.plugins.db import make_engine, make_sessionmaker
 from perilflow.plugins.settings import ApiSettings
 
@@ -54,6 +54,6 @@ def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | N
     app.state.perilflow_gateway = gateway
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (base, models, portfolios, analyses):
+    for module in (base, models, portfolios, analyses, task_statuses, data_files):
         app.include_router(module.router)
     return app
