@@ -12,6 +12,7 @@ PERILFLOW_MODEL_ROOT               folder holding the models' files, as the Airf
 PERILFLOW_WORKER_IMAGE             default model-worker image (``perilflow/model-worker:latest``)
 PERILFLOW_NAMESPACE                Kubernetes namespace of worker pods (``perilflow``)
 PERILFLOW_MODELS_PVC               claim holding the models in the cluster (``perilflow-models``)
+PERILFLOW_WORKER_SERVICE_ACCOUNT   service account of worker pods ("" = the namespace's default)
 PERILFLOW_RETRIES                  attempts per sub-task, the first included (3)
 PERILFLOW_RETRY_DELAY              seconds between attempts (6)
 PERILFLOW_KEEP_REMOTE_DATA         keep a run's temporary storage after cleanup (False)
@@ -61,6 +62,7 @@ class PlatformConfig:
     worker_image: str
     namespace: str
     models_pvc: str
+    worker_service_account: str
     attempts: int
     retry_delay: int
     keep_remote_data: bool
@@ -85,6 +87,7 @@ class PlatformConfig:
             worker_image=os.environ.get("PERILFLOW_WORKER_IMAGE", "perilflow/model-worker:latest"),
             namespace=os.environ.get("PERILFLOW_NAMESPACE", "perilflow"),
             models_pvc=os.environ.get("PERILFLOW_MODELS_PVC", "perilflow-models"),
+            worker_service_account=os.environ.get("PERILFLOW_WORKER_SERVICE_ACCOUNT", ""),
             attempts=attempts,
             retry_delay=_int("PERILFLOW_RETRY_DELAY", 6),
             keep_remote_data=_flag("PERILFLOW_KEEP_REMOTE_DATA"),

@@ -117,6 +117,8 @@ def configure_pod(op: ModelStepOperator, cfg: PlatformConfig, runtime: Mapping[s
         limits=resources.get("limits") or {"memory": "4Gi"})
     op.node_selector = dict(runtime.get("node_selector") or {})
     op.namespace = runtime.get("namespace") or cfg.namespace
+    op.service_account_name = cfg.worker_service_account or None
+    op.automount_service_account_token = False  # a model step never calls the Kubernetes API
     op.labels = _labels(op.step, labels or {})
     op.active_deadline_seconds = cfg.step_timeout
 

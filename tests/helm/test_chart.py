@@ -265,6 +265,9 @@ def test_models_claim_is_read_only_in_the_worker_namespace(rendered) -> None:
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert "storageClassName" not in pvc["spec"]  # the cluster's default class
     assert _env_config(docs)["PERILFLOW_MODELS_PVC"] == pvc["metadata"]["name"] == "perilflow-models"
+    account = next(d for d in docs
+                   if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == "perilflow-model-worker")
+    assert _env_config(docs)["PERILFLOW_WORKER_SERVICE_ACCOUNT"] == account["metadata"]["name"]
 
     docs = rendered("kubernetes-executor")
     pvc = _one(docs, "PersistentVolumeClaim")

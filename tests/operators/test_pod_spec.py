@@ -354,3 +354,13 @@ def test_kill_stops_the_step_and_its_children(tmp_path):
     while not all(_gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(_gone(pid) for pid in pids), pids
+
+
+def test_worker_pods_run_as_the_worker_service_account_without_an_api_token(monkeypatch):
+    doc = serialize(build_pod())
+    assert "serviceAccountName" not in doc["spec"]  # unset: the namespace's default account
+    monkeypatch.setenv("PERILFLOW_WORKER_SERVICE_ACCOUNT", "perilflow-model-worker")
+    doc = serialize(build_pod())
+    assert doc["spec"]["serviceAccountName"] == "perilflow-model-worker"
+    assert doc["spec"]["automountServiceAccountToken"] is False
+    assert_valid(doc)
