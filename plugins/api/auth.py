@@ -30,7 +30,8 @@ ADMIN_GROUP = "admin"
 T = TypeVar("T")
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
+    # async: no I/O, so no trip through the threadpool
     return request.app.state.perilflow_settings
 
 
@@ -73,6 +74,10 @@ def _roles(user: Any) -> set[str]:
 def get_caller(user: GetUserDep, db: DbDep, settings: SettingsDep) -> Caller:
     name = user.get_name()
     groups = frozenset(db.scalars(select(Group.name).join(GroupMembership).where(GroupMembership.username == name)))
+    # give the connection back until the route runs: FastAPI runs this and the route in separate
+    # threadpool turns, and under load requests holding a connection while they wait for a thread
+    # emptied the pool (QueuePool timeouts, benchmarks/api.py)
+    db.commit()
     admin = ADMIN_GROUP in groups or bool(_roles(user) & set(settings.admin_roles))
     return Caller(name=name, groups=groups, admin=admin)
 
