@@ -184,6 +184,25 @@ def test_input_file_and_lookup_files_download(api, completed) -> None:
     assert keys.splitlines()[0] and len(keys.splitlines()) > 1
 
 
+def test_tar_routes_and_task_logs_on_the_live_run(api, completed) -> None:
+    """output_file_tar_list/_extract/ and the sub-tasks' Airflow logs (read over Airflow's REST API)."""
+    analysis_id = completed["analysis"]["id"]
+    names = api("GET", f"v2/analyses/{analysis_id}/output_file_tar_list/").json()
+    palt = next(n for n in names if n.endswith("gul_S1_palt.csv"))
+    assert set(ORD_FILES) <= {Path(n).name for n in names}
+    extracted = api("GET", f"v2/analyses/{analysis_id}/output_file_tar_extract/", params={"filename": palt})
+    assert extracted.content == next(completed["output"].rglob("gul_S1_palt.csv")).read_bytes()
+    assert api("GET", f"v2/analyses/{analysis_id}/output_file_tar_extract/", 400,
+               params={"filename": "../" + palt}).status_code == 400
+    progress = api("GET", f"v2/analyses/{analysis_id}/run_progress/").json()
+    assert progress["progress"] == "2/2 gul stages complete"
+    chunk = next(t for t in completed["tasks"] if t["slug"] == "generate-losses-chunk-0")
+    statuses = api("GET", "v2/analysis-task-statuses/", params={"analysis": analysis_id}).json()
+    assert chunk["id"] in {t["id"] for t in statuses}
+    log = api("GET", f"v2/analysis-task-statuses/{chunk['id']}/output_log/").text
+    assert "generate-losses-chunk" in log, log[:2000]
+
+
 def test_cancel_a_slow_run_mid_flight(api, completed) -> None:
     """run/ with a worker sleeping 120 s in every chunk; cancel once two chunks run."""
     platform = api.platform
