@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psutil
 
-from benchmarks.inputs_vs_oasislmf import DEFAULT_SHARED, ROOT, ensure_reference_venv
+from benchmarks.inputs_vs_oasislmf import DEFAULT_SHARED, ROOT, ensure_reference_venv, machine
 
 LOCATION_FILES = {10: "tests/inputs/SourceLocOEDPiWind10.csv", 12598: "tests/inputs/SourceLocOEDPiWind.csv",
                   100784: "scaled_exposure/SourceLocOEDPiWind_x8.csv"}
@@ -116,7 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             for r in range(runs):
                 out = folder / f"out_{tool}"
                 shutil.rmtree(out, ignore_errors=True)
+                load_before = os.getloadavg()[0]
                 result = measure(command(tool, config, out, oasislmf), folder, env)
+                # how busy the (shared) machine was: 1-minute load average just before and just after
+                result.update(load_before=load_before, load_after=os.getloadavg()[0])
                 figures.append(result)
                 if timed:
                     print(f"{tool} loc{size} S{samples} run {r + 1}: {result}", flush=True)
@@ -125,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 report.setdefault(key, {})[tool] = {
                     "runs": figures,
                     "median": {k: statistics.median(f[k] for f in figures) for k in figures[0]},
+                    "machine": machine(),
                 }
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 args.out.write_text(json.dumps(report, indent=2))
