@@ -327,14 +327,16 @@ class ModelStepOperator(KubernetesPodOperator):
         self._runner = LocalPodRunner(pod, {"models": cfg.model_root}, timeout=cfg.step_timeout,
                                       memory_limit=(cfg.step_memory_limit_mb or 0) * 2**20 or None,
                                       log=self.log, extra_env=storage_env(cfg))
+        runner = self._runner
         try:
-            output = self._runner.run()
+            output = runner.run()
         except StepFailed as exc:
             if exc.exit_code in (EXIT_BAD_INPUT, EXIT_NO_KEYS):
                 raise AirflowFailException(str(exc)) from None
             raise
         finally:
             self._runner = None
+            _store_log(cfg, runtime.get("folder"), ti, "\n".join(runner.output), self.log)
         return _last_json(output)
 
     def on_kill(self) -> None:
@@ -343,6 +345,19 @@ class ModelStepOperator(KubernetesPodOperator):
             return
         if self.backend == "kubernetes":
             super().on_kill()
+
+
+def _store_log(cfg: PlatformConfig, folder: str | None, ti: Any, text: str, log: Any) -> None:
+    """Keep a step's output in the run's folder: ``logs/<task>[-<map index>]-try<n>.log``."""
+    if not folder:
+        return
+    from perilflow.operators import storage
+
+    label = ti.task_id if ti.map_index < 0 else f"{ti.task_id}-{ti.map_index}"
+    try:
+        storage.write_text(cfg, f"{folder}/logs/{storage.safe_name(label)}-try{ti.try_number}.log", text + "\n")
+    except Exception:  # noqa: BLE001 - the step's own result matters more than its log copy
+        log.exception("could not store the log of %s", label)
 
 
 def _exit_code(pod: k8s.V1Pod | None, container: str) -> int | None:

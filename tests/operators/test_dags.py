@@ -122,8 +122,15 @@ def test_storage_layout_and_cleanup(runs) -> None:
     files = storage_path(run["inputs"]["folder"])
     losses = storage_path(run["record"]["folder"])
     assert files.name.startswith("analysis-14_files-") and losses.name.startswith("analysis-14_losses-")
-    assert sorted(p.name for p in files.iterdir()) == ["input.tar.gz", "keys-errors.csv", "keys.csv", "record.json"]
-    assert sorted(p.name for p in losses.iterdir()) == ["analysis_settings.json", "output.tar.gz", "record.json"]
+    assert sorted(p.name for p in files.iterdir()) == ["input.tar.gz", "keys-errors.csv", "keys.csv", "logs",
+                                                       "record.json"]
+    assert sorted(p.name for p in losses.iterdir()) == ["analysis_settings.json", "logs", "output.tar.gz",
+                                                        "record.json"]
+    logs = sorted(p.name for p in (losses / "logs").iterdir())
+    assert logs == ["generate-losses-chunk-0-try1.log", "generate-losses-chunk-1-try1.log",
+                    "generate-losses-chunk-2-try1.log", "generate-losses-chunk-3-try1.log",
+                    "generate-losses-output-try1.log", "prepare-losses-generation-directory-try1.log"]
+    assert '"output": ' in (losses / "logs" / "generate-losses-chunk-2-try1.log").read_text()
     record = json.loads((losses / "record.json").read_text())
     assert record["n_loss_chunks"] == 4 and record["run_mode"] == "v2"
 
