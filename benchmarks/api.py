@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,9 +36,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.integration.harness import PG, free_port, pg_execute
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "api.json"
-PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 STATUSES = ["RUN_COMPLETED"] * 60 + ["READY"] * 15 + ["RUN_ERROR"] * 8 + ["NEW"] * 8 + ["RUN_CANCELLED"] * 4 + \
     ["INPUTS_GENERATION_ERROR"] * 4 + ["RUN_STARTED"]
 
@@ -229,31 +229,13 @@ def _wait_up(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("the server did not answer in time")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg(sql: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(sql)
-    finally:
-        conn.close()
-
-
 def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios: list[tuple[str, str, float]],
         workers: int = 1) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="perilflow-bench-api-"))
     pg_name = None
     if db == "postgresql":
         pg_name = f"perilflow_bench_{secrets.token_hex(4)}"
-        _pg(f'CREATE DATABASE "{pg_name}"')
+        pg_execute(f'CREATE DATABASE "{pg_name}"')
         db_url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{pg_name}"
     else:
         db_url = f"sqlite:///{tmp / 'perilflow.db'}"
@@ -262,7 +244,7 @@ def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios:
         t0 = time.monotonic()
         fill(db_url, n)
         fill_s = time.monotonic() - t0
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
         process = subprocess.Popen([sys.executable, "-m", "benchmarks.api", "--serve", db_url, "--port", str(port),
                                     "--storage", f"file://{tmp / 'storage'}", "--workers", str(workers)],
@@ -288,7 +270,7 @@ def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios:
             except subprocess.TimeoutExpired:
                 process.kill()
         if pg_name:
-            _pg(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+            pg_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)

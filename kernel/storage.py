@@ -23,6 +23,8 @@ import tempfile
 import uuid
 from pathlib import Path, PurePosixPath
 
+from perilflow.kernel.oasis.files import atomic_write
+
 __all__ = ["StorageError", "exists", "extract_tar", "fetch", "fetch_tar", "is_remote", "join", "put", "put_bytes",
            "put_tar", "read_bytes", "remove", "safe_tar_members"]
 
@@ -95,12 +97,8 @@ def put(source: str | os.PathLike, uri: str | os.PathLike) -> str:
     if not is_remote(uri):
         target = _local(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with open(source, "rb") as data:
+            atomic_write(target, lambda handle: shutil.copyfileobj(data, handle), binary=True)
         return str(uri)
     fs, path = _fs(str(uri))
     parent, name = path.rsplit("/", 1)
@@ -108,9 +106,10 @@ def put(source: str | os.PathLike, uri: str | os.PathLike) -> str:
     try:
         fs.put_file(str(source), tmp)
         fs.mv(tmp, path)
-    finally:
-        if fs.exists(tmp):
+    except BaseException:
+        if fs.exists(tmp):  # only on failure: a successful move leaves nothing to look for
             fs.rm(tmp)
+        raise
     return str(uri)
 
 

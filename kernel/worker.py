@@ -38,6 +38,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from perilflow.kernel.pipeline import STEPS as PIPELINE_STEPS
+from perilflow.kernel.pipeline import NoKeysError, need
+
 EXIT_BAD_INPUT = 2
 EXIT_NO_KEYS = 3
 
@@ -59,13 +62,6 @@ def load_params(text: str) -> dict[str, Any]:
     return params
 
 
-def _need(params: dict[str, Any], *names: str) -> list[Any]:
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise ValueError(f"--params: missing {missing}; the step needs {list(names)}")
-    return [params[n] for n in names]
-
-
 def _json_or_path(value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         return value
@@ -75,7 +71,7 @@ def _json_or_path(value: Any) -> dict[str, Any]:
 def step_generate_files(params: dict[str, Any]) -> dict[str, Any]:
     from perilflow.kernel.inputs.generate import generate_files
 
-    config, output_dir = _need(params, "config", "output_dir")
+    config, output_dir = need(params, "config", "output_dir")
     written = generate_files(config, output_dir, params.get("file_format", "bin"))
     return {"output_dir": str(output_dir), "files": sorted(written)}
 
@@ -85,7 +81,7 @@ def step_prepare(params: dict[str, Any]) -> dict[str, Any]:
 
     from perilflow.kernel.losses import prepare_run_directory
 
-    oasis, run_dir, model_dir, analysis = _need(params, "oasis_files_dir", "run_dir", "model_data_dir",
+    oasis, run_dir, model_dir, analysis = need(params, "oasis_files_dir", "run_dir", "model_data_dir",
                                                 "analysis_settings")
     model_settings = params.get("model_settings")
     settings = prepare_run_directory(
@@ -99,26 +95,22 @@ def step_prepare(params: dict[str, Any]) -> dict[str, Any]:
 def step_chunk(params: dict[str, Any]) -> dict[str, Any]:
     from perilflow.kernel.losses import generate_losses_chunk
 
-    run_dir, index, n = _need(params, "run_dir", "chunk_index", "n_chunks")
+    run_dir, index, n = need(params, "run_dir", "chunk_index", "n_chunks")
     return {"work_dir": str(generate_losses_chunk(run_dir, int(index), int(n)))}
 
 
 def step_merge(params: dict[str, Any]) -> dict[str, Any]:
     from perilflow.kernel.losses import generate_losses_output
 
-    run_dir, n = _need(params, "run_dir", "n_chunks")
+    run_dir, n = need(params, "run_dir", "n_chunks")
     out = generate_losses_output(run_dir, int(n))
     return {"output_dir": str(out), "files": sorted(p.name for p in out.iterdir())}
 
 
-def _steps() -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-    from perilflow.kernel.pipeline import STEPS as PIPELINE
-
-    return {"generate-files": step_generate_files, "prepare": step_prepare, "chunk": step_chunk,
-            "merge": step_merge, **PIPELINE}
-
-
-STEPS = _steps()
+STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "generate-files": step_generate_files, "prepare": step_prepare, "chunk": step_chunk, "merge": step_merge,
+    **PIPELINE_STEPS,
+}
 
 
 def versions() -> dict[str, str]:
@@ -144,8 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.step == "versions":
         print(json.dumps(versions(), indent=2))
         return 0
-    from perilflow.kernel.pipeline import NoKeysError
-
     try:
         result = STEPS[args.step](load_params(args.params))
     except NoKeysError as exc:

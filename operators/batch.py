@@ -19,7 +19,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from perilflow.operators.workflows import DAG_IDS, TAG
+from perilflow.operators.runconf import DAG_IDS, TAG
 
 BATCH = "perilflow_batch"
 VARIABLE = "perilflow_schedules"

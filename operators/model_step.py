@@ -231,7 +231,8 @@ class LocalPodRunner:
         """Run to completion; return the output, or raise :class:`StepFailed`."""
         with tempfile.TemporaryDirectory(prefix="perilflow-pod-") as scratch:
             env = self.environment(Path(scratch))
-            self.process = subprocess.Popen(self.argv(), env=env, cwd=scratch, stdout=subprocess.PIPE,
+            argv = self.argv()
+            self.process = subprocess.Popen(argv, env=env, cwd=scratch, stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
             watcher = threading.Thread(target=self._watch_memory, daemon=True)
             if self.memory_limit:
@@ -257,7 +258,7 @@ class LocalPodRunner:
                              "killed; raise resources.limits.memory for the model or use more chunks", code,
                              "\n".join(self.tail))
         if code != 0:
-            raise StepFailed(f"{' '.join(self.argv()[:2])} exited with code {code}:\n" + "\n".join(self.tail), code,
+            raise StepFailed(f"{' '.join(argv[:2])} exited with code {code}:\n" + "\n".join(self.tail), code,
                              "\n".join(self.tail))
         return text
 

@@ -31,6 +31,13 @@ from typing import Any
 
 from perilflow.operators.chunking import STRATEGIES, ChunkingOptions
 
+#: the analysis DAGs (built in perilflow.operators.workflows); kept here so that readers of run
+#: confs (the API) need not import the DAG builders and KubernetesPodOperator with them
+INPUT_GENERATION = "perilflow_input_generation"
+LOSSES_GENERATION = "perilflow_losses_generation"
+GENERATE_AND_RUN = "perilflow_generate_and_run"
+DAG_IDS = (INPUT_GENERATION, LOSSES_GENERATION, GENERATE_AND_RUN)
+TAG = "perilflow"
 RUN_MODES = ("v1", "v2")
 _CHUNKING_SCHEMA: dict[str, Any] = {
     "type": "object",

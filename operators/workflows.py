@@ -23,13 +23,7 @@ from airflow.sdk import DAG, task
 from perilflow.operators import tasks
 from perilflow.operators.config import retries_from_env, retry_delay_from_env
 from perilflow.operators.model_step import ModelStepOperator
-from perilflow.operators.runconf import run_params
-
-INPUT_GENERATION = "perilflow_input_generation"
-LOSSES_GENERATION = "perilflow_losses_generation"
-GENERATE_AND_RUN = "perilflow_generate_and_run"
-DAG_IDS = (INPUT_GENERATION, LOSSES_GENERATION, GENERATE_AND_RUN)
-TAG = "perilflow"
+from perilflow.operators.runconf import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION, TAG, run_params
 
 
 def default_args() -> dict[str, Any]:

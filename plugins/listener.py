@@ -68,7 +68,7 @@ def record(dag_id: str, run_id: str, state: str, end_date: Any = None, *, settin
     """
     from sqlalchemy import select
 
-    from perilflow.operators.workflows import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION
+    from perilflow.operators.runconf import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION
     from perilflow.plugins.api.gateway import RunInfo
     from perilflow.plugins.api.routes.analyses import sync
     from perilflow.plugins.db.models import Analysis

@@ -49,7 +49,8 @@ def shared() -> Path:
     return require_shared()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -60,7 +61,7 @@ def moto_s3(tmp_path_factory):
     """A moto S3 server on 127.0.0.1 with bucket ``perilflow``; yields the env a worker would get."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     with log.open("w") as out:
         server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -37,7 +37,6 @@ import inspect
 import json
 import os
 import sys
-import uuid
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +45,7 @@ from typing import Any
 import pandas as pd
 
 from perilflow.kernel.mdk import MdkConfig, load_mdk_config
+from perilflow.kernel.oasis.files import atomic_write
 from perilflow.kernel.oed import Exposure, load_exposure
 from perilflow.kernel.oed.exposure import oed_schema
 from perilflow.kernel.oed.validation import raise_for_problems, validate_exposure
@@ -270,21 +270,6 @@ def apply_pre_analysis_hook(exposure: Exposure, module: PathLike | None, class_n
     return rewritten
 
 
-def _atomic_frame_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """Write ``frame`` as csv to a temporary name beside ``path``, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            frame.to_csv(handle, index=False, lineterminator="\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def run_pre_analysis_hook_files(sources: MdkConfig | PathLike | Mapping[str, PathLike | None], *,
                                 output_dir: PathLike, module: PathLike | None = None,
                                 class_name: str | None = None, settings: Mapping[str, Any] | PathLike | None = None,
@@ -357,5 +342,6 @@ def run_pre_analysis_hook_files(sources: MdkConfig | PathLike | Mapping[str, Pat
         if frame is None:
             continue
         frame = frame.drop(columns=[c for c in _INTERNAL_COLUMNS if c in frame.columns])
-        written[kind] = _atomic_frame_csv(frame, out / name)
+        written[kind] = atomic_write(out / name, lambda h, f=frame: f.to_csv(h, index=False, lineterminator="\n"),
+                                     binary=False)
     return written

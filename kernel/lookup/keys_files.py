@@ -20,13 +20,13 @@ from __future__ import annotations
 import io
 import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from perilflow.kernel.lookup.common import LookupDataError
+from perilflow.kernel.oasis.files import atomic_write
 
 __all__ = [
     "KEYS_ERRORS_HEADER",
@@ -97,19 +97,8 @@ def _write_csv(handle, frame: pd.DataFrame) -> None:
 
 
 def _atomic_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> Path:
-    """Write ``frame`` as csv to a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="") as handle:
-            _write_csv(handle, frame)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``frame`` as csv through a temporary file beside ``path`` (see :func:`atomic_write`)."""
+    return atomic_write(path, lambda handle: _write_csv(handle, frame), binary=False)
 
 
 def _select(frame: pd.DataFrame, header: dict[str, str], optional: tuple[str, ...], what: str) -> pd.DataFrame:

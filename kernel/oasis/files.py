@@ -53,6 +53,7 @@ from perilflow.kernel.oasis.errors import OasisFileError, row_label
 __all__ = [
     "FmInputs",
     "RiPass",
+    "atomic_write",
     "check_contiguous_ids",
     "check_fm_inputs",
     "convert",
@@ -712,7 +713,7 @@ def write_ri_layers(input_dir: PathLike, passes: list[RiPass]) -> Path:
         layers[str(ri.number)] = {"inuring_priority": ri.inuring_priority, "risk_level": ri.risk_level,
                                   "directory": relative}
     text = json.dumps(layers, indent=4) + "\n"
-    return _atomic_write(directory / RI_LAYERS_FILE, lambda handle: handle.write(text), binary=False)
+    return atomic_write(directory / RI_LAYERS_FILE, lambda handle: handle.write(text), binary=False)
 
 
 def _ri_pass(path: Path, input_dir: Path, key: str, entry) -> RiPass:
@@ -765,7 +766,7 @@ def _ri_directory_candidates(input_dir: Path, number: int, directory: str) -> li
 # --------------------------------------------------------------------------- writing
 
 
-def _atomic_write(path: PathLike, write: Callable[[IO], None], *, binary: bool) -> Path:
+def atomic_write(path: PathLike, write: Callable[[IO], None], *, binary: bool) -> Path:
     """Call ``write(handle)`` on a temporary file next to ``path``, then move it into place.
 
     If ``write`` raises, the temporary file is removed and ``path`` is left as it
@@ -859,7 +860,7 @@ def write_csv(path: PathLike, array: np.ndarray, name: str | None = None) -> Pat
     elif array.dtype.names is None:
         raise TypeError(f"cannot write {path}: expected a structured array, got dtype {array.dtype}")
     frame = pd.DataFrame({column: array[column] for column in array.dtype.names})
-    return _atomic_write(path, lambda handle: frame.to_csv(handle, index=False, lineterminator="\n"),
+    return atomic_write(path, lambda handle: frame.to_csv(handle, index=False, lineterminator="\n"),
                          binary=False)
 
 
@@ -888,7 +889,7 @@ def write_bin(path: PathLike, array: np.ndarray, name: str) -> Path:
         records = np.ascontiguousarray(records["tiv"], dtype=COVERAGES_BIN_DTYPE)
     else:
         records = np.ascontiguousarray(records)
-    return _atomic_write(path, lambda handle: handle.write(records.tobytes()), binary=True)
+    return atomic_write(path, lambda handle: handle.write(records.tobytes()), binary=True)
 
 
 # --------------------------------------------------------------------------- conversion

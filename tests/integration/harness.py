@@ -38,6 +38,9 @@ from urllib.parse import quote
 
 import httpx
 
+from tests.conftest import free_port
+from tests.ord_checks import storage_path  # noqa: F401 - part of the harness's interface
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 WORKER = str(Path(sys.executable).with_name("perilflow-worker"))
@@ -71,13 +74,8 @@ def services_answer() -> str | None:
     return "; ".join(missing) or None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _pg_execute(sql: str) -> None:
+def pg_execute(sql: str) -> None:
+    """Run one statement on the server's ``postgres`` database (autocommit: CREATE/DROP DATABASE)."""
     import psycopg2
 
     conn = psycopg2.connect(dbname="postgres", connect_timeout=5, **PG)
@@ -292,7 +290,7 @@ class AirflowPlatform:
         (self.home / "plugins").mkdir()
         self.storage.mkdir()
         (self.home / "passwords.json").write_text(json.dumps({USER: PASSWORD}))
-        _pg_execute(f'CREATE DATABASE "{self.database}"')
+        pg_execute(f'CREATE DATABASE "{self.database}"')
         self._db_created = True
         try:
             if self.executor == "CeleryExecutor":
@@ -436,7 +434,7 @@ class AirflowPlatform:
             self._client = None
         if self._db_created:
             try:
-                _pg_execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+                pg_execute(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
                 self._db_created = False
             except Exception as exc:  # noqa: BLE001 - report, but finish the teardown
                 print(f"could not drop {self.database}: {exc}", file=sys.stderr)  # noqa: T201
@@ -601,7 +599,3 @@ def direct_losses(input_file: str, conf: Mapping[str, Any], n_chunks: int, outpu
             "wall_s": time.monotonic() - t0}
 
 
-def storage_path(uri: str) -> Path:
-    if not uri.startswith("file://"):
-        raise ValueError(f"not a file:// URI: {uri}")
-    return Path(uri[len("file://"):])

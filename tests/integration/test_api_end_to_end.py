@@ -20,15 +20,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pytest
 
 from tests.integration.conftest import require_services
-from tests.integration.harness import PG, USER, AirflowPlatform, PlatformError, _pg_execute, wrapper_worker
+from tests.integration.harness import PG, USER, AirflowPlatform, PlatformError, pg_execute, wrapper_worker
+from tests.ord_checks import assert_alt_matches_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.slow, pytest.mark.xdist_group("airflow")]
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "piwind_ord_loc10"
 ORD_FILES = [f"{p}_S1_{kind}.csv" for p in ("gul", "il", "ri") for kind in ("ept", "melt", "palt", "psept")]
 RUNTIME = {"model_data_dir": "model_data/PiWind", "lookup_config_json": "keys_data/PiWind/lookup_config.json",
            "lookup_data_dir": "keys_data/PiWind", "model_settings_json": "meta-data/model_settings.json",
@@ -47,13 +46,13 @@ def product_db() -> Any:
     from perilflow.plugins.db.migrate import migrate
 
     name = f"perilflow_api_{secrets.token_hex(4)}"
-    _pg_execute(f'CREATE DATABASE "{name}"')
+    pg_execute(f'CREATE DATABASE "{name}"')
     url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
     try:
         migrate(url)
         yield url
     finally:
-        _pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        pg_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="module")
@@ -166,12 +165,7 @@ def test_output_file_has_the_ord_files_of_the_reference(completed) -> None:
     assert output is not None
     names = {p.name for p in output.rglob("*") if p.is_file()}
     assert set(ORD_FILES) <= names, sorted(names)
-    for perspective in ("gul", "il", "ri"):
-        ref = pd.read_csv(ASSETS / f"{perspective}_S1_palt.csv.gz")
-        ours = pd.read_csv(next(output.rglob(f"{perspective}_S1_palt.csv")))
-        assert ref.shape == ours.shape
-        pd.testing.assert_frame_equal(ours[["SummaryId", "SampleType"]], ref[["SummaryId", "SampleType"]])
-        assert (abs(ours["MeanLoss"] - ref["MeanLoss"]) <= 1e-5 * ref["MeanLoss"].abs() + 1e-3).all(), perspective
+    assert_alt_matches_reference(output)
 
 
 def test_input_file_and_lookup_files_download(api, completed) -> None:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, st
 from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
-from perilflow.operators.workflows import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION
+from perilflow.operators.runconf import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION
 from perilflow.plugins.api import files
 from perilflow.plugins.api.auth import (
     Caller,
