@@ -14,17 +14,16 @@ two cores.
 from __future__ import annotations
 
 import atexit
-import filecmp
 import os
 import shutil
-import tarfile
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_shared
-from tests.integration.harness import services_answer, storage_path
+from tests.integration.harness import services_answer
+from tests.ord_checks import assert_same_folder, extract  # noqa: F401 - the tier's tests import them from here
 
 # The tests import a little of Airflow themselves (cancel_run, storage): keep that away from ~/airflow.
 if "AIRFLOW_HOME" not in os.environ:
@@ -47,15 +46,3 @@ def piwind() -> Path:
     return require_shared("piwind")
 
 
-def extract(uri: str, target: Path) -> Path:
-    with tarfile.open(storage_path(uri)) as archive:
-        archive.extractall(target, filter="data")
-    return target
-
-
-def assert_same_folder(a: Path, b: Path) -> None:
-    """Same files (sub-folders included), byte for byte."""
-    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
-    assert names and names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
-    match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
-    assert not mismatch and not errors, (mismatch, errors)

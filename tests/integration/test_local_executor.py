@@ -13,7 +13,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.integration.conftest import assert_same_folder, extract, require_services
@@ -26,12 +25,12 @@ from tests.integration.harness import (
     storage_path,
     wrapper_worker,
 )
+from tests.ord_checks import assert_alt_matches_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.reference, pytest.mark.slow]
 
 GENERATE_AND_RUN = "perilflow_generate_and_run"
 LOSSES = "perilflow_losses_generation"
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "piwind_ord_loc10"
 ORD_FILES = [f"{p}_S1_{kind}.csv" for p in ("gul", "il", "ri") for kind in ("ept", "melt", "palt", "psept")]
 
 
@@ -86,12 +85,7 @@ def test_rest_run_outputs_match_the_reference_engine(reference) -> None:
     output = reference["output"]
     assert output is not None
     assert set(ORD_FILES) <= {p.name for p in output.iterdir()}
-    for perspective in ("gul", "il", "ri"):
-        ref = pd.read_csv(ASSETS / f"{perspective}_S1_palt.csv.gz")
-        ours = pd.read_csv(output / f"{perspective}_S1_palt.csv")
-        assert ref.shape == ours.shape
-        pd.testing.assert_frame_equal(ours[["SummaryId", "SampleType"]], ref[["SummaryId", "SampleType"]])
-        assert (abs(ours["MeanLoss"] - ref["MeanLoss"]) <= 1e-5 * ref["MeanLoss"].abs() + 1e-3).all(), perspective
+    assert_alt_matches_reference(output)
 
 
 def test_rest_run_outputs_equal_a_direct_kernel_run(platform, piwind, reference, tmp_path) -> None:

@@ -7,20 +7,18 @@ loss chunk count nor on the run mode.
 
 from __future__ import annotations
 
-import filecmp
 import json
 import stat
 import sys
 import tarfile
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from tests.operators.conftest import piwind_model
+from tests.ord_checks import assert_alt_matches_reference, assert_same_folder, extract, storage_path
 
 pytestmark = [pytest.mark.integration, pytest.mark.reference]
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "piwind_ord_loc10"
 
 
 def run_dag(dag_factory, conf: dict):
@@ -29,27 +27,8 @@ def run_dag(dag_factory, conf: dict):
     return dr, tis
 
 
-def storage_path(uri: str) -> Path:
-    assert uri.startswith("file://"), uri
-    return Path(uri[len("file://"):])
-
-
-def extract(uri: str, target: Path) -> Path:
-    with tarfile.open(storage_path(uri)) as archive:
-        archive.extractall(target, filter="data")
-    return target
-
-
 def xcom(tis, task_id: str, key: str = "return_value"):
     return tis[(task_id, -1)].xcom_pull(task_ids=task_id, key=key)
-
-
-def assert_same_folder(a: Path, b: Path) -> None:
-    """Same files (sub-folders included), byte for byte."""
-    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
-    assert names and names == sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file())
-    match, mismatch, errors = filecmp.cmpfiles(a, b, names, shallow=False)
-    assert not mismatch and not errors, (mismatch, errors)
 
 
 @pytest.fixture(scope="module")
@@ -137,13 +116,7 @@ def test_storage_layout_and_cleanup(runs) -> None:
 
 def test_losses_match_the_reference_engine(runs) -> None:
     """The DAG's own input files and losses give oasislmf's ALT for PiWind loc10 (1e-5)."""
-    output = runs[(4, "v2")]["output"]
-    for perspective in ("gul", "il", "ri"):
-        ref = pd.read_csv(ASSETS / f"{perspective}_S1_palt.csv.gz")
-        ours = pd.read_csv(output / f"{perspective}_S1_palt.csv")
-        assert ref.shape == ours.shape
-        pd.testing.assert_frame_equal(ours[["SummaryId", "SampleType"]], ref[["SummaryId", "SampleType"]])
-        assert (abs(ours["MeanLoss"] - ref["MeanLoss"]) <= 1e-5 * ref["MeanLoss"].abs() + 1e-3).all(), perspective
+    assert_alt_matches_reference(runs[(4, "v2")]["output"])
 
 
 def test_input_generation_and_losses_dags_give_the_same_outputs(runs, piwind_conf, tmp_path) -> None:
