@@ -172,6 +172,11 @@ class Results:
 # reading
 
 
+def is_report_file(name: str) -> bool:
+    """True for the ORD files :func:`read_results` reads (ALT, EPT, summary-info), by file name."""
+    return bool(_FILE.match(name))
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     if path.name.endswith(".parquet"):
         return pd.read_parquet(path)

@@ -35,8 +35,22 @@ def _listeners() -> list[object]:
         return []
 
 
+def _external_views() -> list[dict[str, object]]:
+    """"Perilflow" in Airflow's navigation: the web UI's analyses page, shown in an iframe at /plugin/perilflow."""
+    from urllib.parse import urlparse
+
+    from airflow.configuration import conf
+
+    # an api-server under a sub-path ([api] base_url = https://host/airflow) serves the app at /airflow/perilflow
+    base = urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
+    ui = f"{base}{URL_PREFIX}/ui/"
+    return [{"name": "Perilflow", "href": ui, "destination": "nav", "url_route": "perilflow",
+             "icon": f"{ui}icon.svg", "nav_top_level": True}]
+
+
 class PerilflowPlugin(AirflowPlugin):
     name = "perilflow"
     fastapi_apps = _apps()
     # records each analysis run's outcome in the product DB when Airflow ends the run (scheduler, api-server)
     listeners = _listeners()
+    external_views = _external_views()

@@ -6,20 +6,23 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import perilflow
 from perilflow.plugins.api.gateway import WorkflowGateway
 from perilflow.plugins.api.routes import analyses, base, data_files, models, portfolios, task_statuses
 from perilflow.plugins.db import make_engine, make_sessionmaker
 from perilflow.plugins.settings import ApiSettings
+from perilflow.plugins.ui import pages as ui_pages
 
 DESCRIPTION = """OasisPlatform v2 compatible API of Perilflow. Every route but `healthcheck/` and
 `server_info/` needs Airflow's bearer token (`POST access_token/` or Airflow's `/auth/token`)."""
 
 
-def _http_error(request: Request, exc: Exception) -> JSONResponse:
+def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    if ui_pages.is_ui_request(request):  # the web UI's pages answer errors as pages (401: a login link)
+        return ui_pages.error_page(request, exc)
     detail: Any = exc.detail
     # the reference (DRF) answers field errors as {field: [messages]}; plain messages as {"detail": ...}
     body = detail if isinstance(detail, dict) else {"detail": detail}
@@ -56,4 +59,5 @@ def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | N
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (base, models, portfolios, analyses, task_statuses, data_files):
         app.include_router(module.router)
+    app.include_router(ui_pages.router)  # the web UI at /perilflow/ui/
     return app
