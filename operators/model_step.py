@@ -186,6 +186,7 @@ class LocalPodRunner:
     def environment(self, scratch: Path) -> dict[str, str]:
         dirs = self._volume_dirs(scratch)
         mount_map = {m.mount_path.rstrip("/"): dirs[m.name] for m in self.container.volume_mounts or []}
+        self._mount_map = mount_map
         env = {k: os.environ[k] for k in _PASSED_THROUGH_ENV if k in os.environ}
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', os.defpath)}"
         for var in self.container.env or []:
@@ -197,6 +198,14 @@ class LocalPodRunner:
             env[var.name] = value
         env.update(self.extra_env)
         return env
+
+    def working_dir(self, scratch: Path) -> Path:
+        """The container's ``workingDir`` as a local folder (call after :meth:`environment`); else ``scratch``."""
+        wanted = (self.container.working_dir or "").rstrip("/")
+        for mount_path, local in sorted(getattr(self, "_mount_map", {}).items(), key=lambda item: -len(item[0])):
+            if wanted == mount_path or wanted.startswith(mount_path + "/"):
+                return local / wanted[len(mount_path):].lstrip("/")
+        return scratch
 
     def argv(self) -> list[str]:
         command = list(self.container.command or []) + list(self.container.args or [])
@@ -232,7 +241,7 @@ class LocalPodRunner:
         with tempfile.TemporaryDirectory(prefix="perilflow-pod-") as scratch:
             env = self.environment(Path(scratch))
             argv = self.argv()
-            self.process = subprocess.Popen(argv, env=env, cwd=scratch, stdout=subprocess.PIPE,
+            self.process = subprocess.Popen(argv, env=env, cwd=self.working_dir(Path(scratch)), stdout=subprocess.PIPE,
                                             stderr=subprocess.STDOUT, text=True, preexec_fn=_die_with_parent)
             watcher = threading.Thread(target=self._watch_memory, daemon=True)
             if self.memory_limit:
