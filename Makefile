@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # Marks a finished install; redone when a requirements, constraints or setup file changes.
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench freeze clean
+.PHONY: install test lint demo bench freeze clean chromium
 
 install: $(STAMP)
 
@@ -26,11 +26,17 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.cfg | $(BI
 lint: install
 	$(BIN)/ruff check .
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 demo: install
 	@echo "make demo: the local platform is not yet built (see issue 7); run 'make test' or '$(BIN)/perilflow --help'"
+
+# Debian's chromium for the web UI test (tests/ui/test_ui_chromium.py drives it with Playwright, which never
+# downloads a browser); installed only when missing, with sudo when not root.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get install -y chromium || { $$SUDO apt-get update && $$SUDO apt-get install -y chromium; }; }
 
 bench: install
 	$(BIN)/python -m benchmarks.fm_bench

@@ -233,11 +233,12 @@ _DOWNLOADS = (("output_file", "Outputs (ORD files, tar.gz)"), ("input_file", "Oa
 
 def _results_html(request: Request, settings: Any, analysis: Analysis) -> str:
     if not analysis.output_file:
-        return '<p class="muted">No results yet: they appear when the losses run has completed.</p>'
+        return '<h2>Results</h2><p class="muted">No results yet: they appear when the losses run has completed.</p>'
     try:
         results = load_results(settings, analysis.output_file, analysis.settings)
     except ResultsUnavailable as exc:
-        return f'<p class="note" id="results-unavailable">Results cannot be shown: {esc(str(exc))}</p>'
+        return (f'<h2>Results</h2><p class="note" id="results-unavailable">Results cannot be shown: '
+                f"{esc(str(exc))}</p>")
     report = ui_url(request, f"/analyses/{analysis.id}/report.html")
     return (f'<div id="results">{report_sections(results)}</div>'
             f'<p><a href="{esc(report)}" download>Download this report (HTML)</a></p>')
@@ -268,7 +269,7 @@ def analysis_page(request: Request, analysis_pk: int, db: DbDep, caller: CallerD
                  for name, label in _DOWNLOADS if getattr(a, name)]
     body.append("<h2>Downloads</h2>" + (f'<ul class="downloads">{"".join(downloads)}</ul>' if downloads
                                         else '<p class="muted">No files yet.</p>'))
-    body.append("<h2>Results</h2>" + _results_html(request, settings, a))
+    body.append(_results_html(request, settings, a))
 
     rows = []
     for t in tasks:
