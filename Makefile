@@ -4,6 +4,7 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 BIN := $(VENV)/bin
 # Marks a finished install; redone when a requirements, constraints or setup file changes.
@@ -29,8 +30,10 @@ lint: install
 test: lint chromium
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# Starts the local platform in .perilflow/ (left running: `$(BIN)/perilflow platform stop` ends it) and runs the
+# bundled demo model through the REST API. A second `make demo` reuses the platform, the model and the portfolio.
 demo: install
-	@echo "make demo: the local platform is not yet built (see issue 7); run 'make test' or '$(BIN)/perilflow --help'"
+	$(BIN)/perilflow demo $(DEMO_ARGS)
 
 # Debian's chromium for the web UI test (tests/ui/test_ui_chromium.py drives it with Playwright, which never
 # downloads a browser); installed only when missing, with sudo when not root.

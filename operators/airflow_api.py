@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -73,12 +74,22 @@ class AirflowApi:
             self._token = reply.json()["access_token"]
         return self._token
 
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def call(self, method: str, path: str, *, attempts: int = 4, **kwargs: Any) -> Any:
+        """One API call; a 5xx answer (e.g. SQLite "database is locked" under a busy scheduler) is retried.
+
+        Every call made here is idempotent (reads, setting a state), so up to ``attempts`` tries
+        with 0.5, 1, 2 s pauses are safe; a 4xx is raised at once.
+        """
         url = f"{self.base}/api/v2{path}"
-        try:
-            reply = self.client.request(method, url, headers={"Authorization": f"Bearer {self.token()}"}, **kwargs)
-        except httpx.HTTPError as exc:
-            raise AirflowApiError(f"{method} {url}: {exc}") from None
+        for attempt in range(attempts):
+            try:
+                reply = self.client.request(method, url, headers={"Authorization": f"Bearer {self.token()}"},
+                                            **kwargs)
+            except httpx.HTTPError as exc:
+                raise AirflowApiError(f"{method} {url}: {exc}") from None
+            if reply.status_code < 500 or attempt == attempts - 1:
+                break
+            time.sleep(0.5 * 2 ** attempt)
         if reply.status_code >= 300:
             raise AirflowApiError(f"{method} {path}: {reply.status_code} {reply.text[:300]}")
         return reply.json() if reply.content else None

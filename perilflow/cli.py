@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_ANALYSIS_FAILED = 3
 
 
 def _fm_run(args: argparse.Namespace) -> int:
@@ -119,6 +121,255 @@ def _db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- the local platform and the REST API
+
+
+def _platform(args: argparse.Namespace):  # noqa: ANN202 - LocalPlatform, imported lazily
+    import os
+
+    from perilflow.platform import DEFAULT_PORT, LocalPlatform, default_home
+
+    port = args.port or int(os.environ.get("PERILFLOW_PORT") or DEFAULT_PORT)
+    return LocalPlatform(Path(args.home) if args.home else default_home(), port=port,
+                         parallelism=getattr(args, "parallelism", 0) or 0)
+
+
+def _platform_start(args: argparse.Namespace) -> int:
+    platform = _platform(args)
+    platform.start(timeout=args.timeout, progress=print)
+    print(f"UI: {platform.url}/  API: {platform.api_url}/  login: admin / {platform.secrets()['admin_password']}")
+    return 0
+
+
+def _platform_stop(args: argparse.Namespace) -> int:
+    stopped = _platform(args).stop()
+    print(f"stopped {', '.join(stopped)}" if stopped else "the platform was not running")
+    return 0
+
+
+def _platform_status(args: argparse.Namespace) -> int:
+    import json
+
+    status = _platform(args).status()
+    print(json.dumps(status, indent=2, default=str))
+    return 0 if not status["stopped"] else EXIT_FAILED
+
+
+def _client(args: argparse.Namespace):  # noqa: ANN202 - PerilflowClient, imported lazily
+    """The API client: --server/--token/--username/--password, else the env, else the local platform."""
+    import os
+
+    from perilflow.client import PerilflowClient
+    from perilflow.platform import ADMIN_USER, LocalPlatform, default_home
+
+    server, username, password = args.server, args.username, args.password
+    if not (server or os.environ.get("PERILFLOW_SERVER")):
+        local = LocalPlatform(Path(args.home) if args.home else default_home())
+        state = local.state()
+        if state:
+            local.port = int(state["port"])
+            server = local.api_url
+            if not (args.token or username or os.environ.get("PERILFLOW_TOKEN")
+                    or os.environ.get("PERILFLOW_USERNAME")):
+                username, password = ADMIN_USER, local.secrets()["admin_password"]
+    return PerilflowClient(server, token=args.token, username=username, password=password)
+
+
+def _print_json(value: object) -> None:
+    import json
+
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _models_register(args: argparse.Namespace) -> int:
+    import json
+
+    runtime = json.loads(Path(args.runtime).read_text()) if args.runtime else {}
+    for name in ("model_data_dir", "lookup_config_json", "lookup_data_dir", "model_settings_json"):
+        if getattr(args, name):
+            runtime[name] = getattr(args, name)
+    with _client(args) as client:
+        model = client.find_or_create_model(args.supplier_id, args.model_id, args.version_id, runtime=runtime)
+        if args.settings:
+            client.request("POST", f"v2/models/{model['id']}/settings/",
+                           json=json.loads(Path(args.settings).read_text()))
+        _print_json(model)
+    return 0
+
+
+def _portfolios_upload(args: argparse.Namespace) -> int:
+    files = {kind: getattr(args, kind) for kind in ("location", "account", "ri_info", "ri_scope")
+             if getattr(args, kind)}
+    with _client(args) as client:
+        portfolio = client.upload_portfolio(args.name, files)
+        if args.validate:
+            client.request("POST", f"v2/portfolios/{portfolio['id']}/validate/")
+        _print_json(portfolio)
+    return 0
+
+
+def _analyses_create(args: argparse.Namespace) -> int:
+    import json
+
+    settings = json.loads(Path(args.settings).read_text()) if args.settings else None
+    with _client(args) as client:
+        _print_json(client.create_analysis(args.name, args.portfolio, args.model, settings))
+    return 0
+
+
+def _analyses_action(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print_json(client.action(args.id, args.action))
+    return 0
+
+
+def _analyses_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        analysis = client.analysis(args.id)
+        if args.json:
+            _print_json(analysis)
+        else:
+            print(client.progress(args.id).line())
+    return 0
+
+
+def _analyses_wait(args: argparse.Namespace) -> int:
+    from perilflow.client import FAILED
+    from perilflow.demo import progress_printer
+
+    with _client(args) as client:
+        final = client.wait(args.id, timeout=args.timeout, poll=args.poll,
+                            on_progress=None if args.quiet else progress_printer(sys.stderr))
+    if not args.quiet:
+        sys.stderr.write("\n")
+    print(final["status"])
+    return EXIT_ANALYSIS_FAILED if final["status"] in FAILED else 0
+
+
+def _analyses_download(args: argparse.Namespace) -> int:
+    target = Path(args.output or f"analysis-{args.id}-{args.file}.tar.gz")
+    with _client(args) as client:
+        print(client.download(f"v2/analyses/{args.id}/{args.file}/", target))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from perilflow.demo import run_demo
+
+    platform = _platform(args)
+    run_demo(platform.home, port=platform.port, timeout=args.timeout, open_browser=not args.no_browser)
+    return 0
+
+
+def _add_platform_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="platform folder (default: $PERILFLOW_HOME, else ./.perilflow)")
+    parser.add_argument("--port", type=int, help="api-server port on 127.0.0.1 (default: $PERILFLOW_PORT, else 8080)")
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", help="API URL, e.g. http://host:8080/perilflow (default: $PERILFLOW_SERVER, "
+                                         "else the local platform's)")
+    parser.add_argument("--token", help="bearer token (default: $PERILFLOW_TOKEN)")
+    parser.add_argument("--username", help="log in with this user (default: $PERILFLOW_USERNAME)")
+    parser.add_argument("--password", help="and this password (default: $PERILFLOW_PASSWORD)")
+    parser.add_argument("--home", help="local platform folder whose URL and admin login are used by default")
+
+
+def _add_platform_parsers(sub: argparse._SubParsersAction) -> None:
+    plat = sub.add_parser("platform", help="the local platform: Airflow (SQLite, LocalExecutor) + the Perilflow API")
+    plat_sub = plat.add_subparsers(dest="platform_command", metavar="PLATFORM_COMMAND")
+    plat_sub.required = True
+    start = plat_sub.add_parser("start", help="start api-server, scheduler and dag-processor in the background")
+    _add_platform_options(start)
+    start.add_argument("--parallelism", type=int, default=0, help="task slots (default: the CPU count, at least 2)")
+    start.add_argument("--timeout", type=float, default=300, help="seconds to wait until ready (300)")
+    start.set_defaults(func=_platform_start)
+    stop = plat_sub.add_parser("stop", help="stop the local platform's components")
+    _add_platform_options(stop)
+    stop.set_defaults(func=_platform_stop)
+    stat = plat_sub.add_parser("status", help="which components run and their health (exit 1 if any is stopped)")
+    _add_platform_options(stat)
+    stat.set_defaults(func=_platform_status)
+
+    demo = sub.add_parser("demo", help="start the local platform and run the bundled demo model end to end "
+                                       "(what `make demo` runs)")
+    _add_platform_options(demo)
+    demo.add_argument("--no-browser", action="store_true", help="do not open the web page at the end")
+    demo.add_argument("--timeout", type=float, default=900, help="seconds the analysis may take (900)")
+    demo.set_defaults(func=_demo)
+
+    models = sub.add_parser("models", help="models on a platform (REST API)")
+    models_sub = models.add_subparsers(dest="models_command", metavar="MODELS_COMMAND")
+    models_sub.required = True
+    reg = models_sub.add_parser("register", help="create a model (or update the runtime of an existing one)")
+    _add_client_options(reg)
+    reg.add_argument("--supplier-id", required=True)
+    reg.add_argument("--model-id", required=True)
+    reg.add_argument("--version-id", required=True)
+    reg.add_argument("--runtime", metavar="JSON_FILE", help="the model's run-time object (files, chunking, image)")
+    reg.add_argument("--model-data-dir", help="model data folder, relative to the platform's model root")
+    reg.add_argument("--lookup-config-json", help="lookup config file, relative to the model root")
+    reg.add_argument("--lookup-data-dir", help="lookup data folder, relative to the model root")
+    reg.add_argument("--model-settings-json", help="model settings file, relative to the model root")
+    reg.add_argument("--settings", metavar="JSON_FILE", help="upload this model settings file")
+    reg.set_defaults(func=_models_register)
+
+    portfolios = sub.add_parser("portfolios", help="portfolios on a platform (REST API)")
+    portfolios_sub = portfolios.add_subparsers(dest="portfolios_command", metavar="PORTFOLIOS_COMMAND")
+    portfolios_sub.required = True
+    up = portfolios_sub.add_parser("upload", help="create a portfolio and upload its OED files")
+    _add_client_options(up)
+    up.add_argument("--name", required=True)
+    up.add_argument("--location", required=True, help="OED location file (csv or parquet)")
+    up.add_argument("--account", help="OED account file")
+    up.add_argument("--ri-info", help="OED reinsurance info file")
+    up.add_argument("--ri-scope", help="OED reinsurance scope file")
+    up.add_argument("--validate", action="store_true", help="validate the files (400 lists the problems)")
+    up.set_defaults(func=_portfolios_upload)
+
+    analyses = sub.add_parser("analyses", help="analyses on a platform (REST API)")
+    analyses_sub = analyses.add_subparsers(dest="analyses_command", metavar="ANALYSES_COMMAND")
+    analyses_sub.required = True
+    create = analyses_sub.add_parser("create", help="create an analysis of a portfolio with a model")
+    _add_client_options(create)
+    create.add_argument("--name", required=True)
+    create.add_argument("--portfolio", type=int, required=True, help="portfolio id")
+    create.add_argument("--model", type=int, required=True, help="model id")
+    create.add_argument("--settings", metavar="JSON_FILE", help="analysis settings file")
+    create.set_defaults(func=_analyses_create)
+    for action, text in (("run", "generate_and_run: inputs then losses"),
+                         ("generate-inputs", "generate the Oasis input files only"),
+                         ("run-losses", "run losses on generated inputs"),
+                         ("cancel", "cancel the running input generation or loss run"),
+                         ("resume", "re-run only the failed sub-tasks of the last run")):
+        cmd = analyses_sub.add_parser(action, help=text)
+        _add_client_options(cmd)
+        cmd.add_argument("id", type=int, help="analysis id")
+        cmd.set_defaults(func=_analyses_action, action={"run": "generate_and_run", "generate-inputs":
+                                                       "generate_inputs", "run-losses": "run"}.get(action, action))
+    st = analyses_sub.add_parser("status", help="status and sub-task progress of an analysis")
+    _add_client_options(st)
+    st.add_argument("id", type=int, help="analysis id")
+    st.add_argument("--json", action="store_true", help="print the whole analysis object")
+    st.set_defaults(func=_analyses_status)
+    wait = analyses_sub.add_parser("wait", help="wait with a progress bar until the analysis ends "
+                                                "(exit 3 if it failed or was cancelled)")
+    _add_client_options(wait)
+    wait.add_argument("id", type=int, help="analysis id")
+    wait.add_argument("--timeout", type=float, default=3600, help="seconds (3600)")
+    wait.add_argument("--poll", type=float, default=2.0, help="seconds between looks (2)")
+    wait.add_argument("--quiet", action="store_true", help="no progress bar")
+    wait.set_defaults(func=_analyses_wait)
+    down = analyses_sub.add_parser("download", help="download an analysis file (outputs by default)")
+    _add_client_options(down)
+    down.add_argument("id", type=int, help="analysis id")
+    down.add_argument("--file", default="output_file",
+                      choices=("output_file", "input_file", "lookup_errors_file", "lookup_success_file",
+                               "run_traceback_file", "input_generation_traceback_file", "settings_file"))
+    down.add_argument("--output", "-o", help="target path (default: analysis-<id>-<file>.tar.gz)")
+    down.set_defaults(func=_analyses_download)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="perilflow",
@@ -194,17 +445,27 @@ def build_parser() -> argparse.ArgumentParser:
     mig.add_argument("--url", help="SQLAlchemy URL (default: PERILFLOW_DATABASE_URL, else "
                                    "sqlite:///$AIRFLOW_HOME/perilflow.db)")
     mig.set_defaults(func=_db_migrate)
+    _add_platform_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``perilflow`` console script."""
     args = build_parser().parse_args(argv)
+    from perilflow.client import ApiError
+    from perilflow.platform import PlatformError
+
     try:
         return int(args.func(args))
     except (ValueError, FileNotFoundError) as exc:
         print(f"perilflow {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (ApiError, PlatformError, RuntimeError) as exc:
+        message = str(exc).strip().splitlines()
+        print(f"perilflow {args.command}: error: {message[0] if message else exc!r}", file=sys.stderr)
+        for line in message[1:40]:
+            print(f"  {line}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

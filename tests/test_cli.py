@@ -19,7 +19,11 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", [[], ["fm-run"], ["exposure-run"], ["generate-files"], ["convert"]])
+@pytest.mark.parametrize("command", [
+    [], ["fm-run"], ["exposure-run"], ["generate-files"], ["convert"], ["run"], ["db", "migrate"], ["demo"],
+    ["platform"], ["platform", "start"], ["platform", "stop"], ["platform", "status"], ["models", "register"],
+    ["portfolios", "upload"], *(["analyses", c] for c in ("create", "run", "generate-inputs", "run-losses", "cancel",
+                                                           "resume", "status", "wait", "download"))])
 def test_help_everywhere(command: list[str]) -> None:
     done = run(*command, "--help")
     assert done.returncode == 0, done.stderr
@@ -49,3 +53,24 @@ def test_missing_file_is_one_line_with_the_fix(tmp_path: Path) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     assert "nope.csv" in done.stderr and "Fix" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_unreachable_server_is_one_line_naming_the_fix() -> None:
+    from tests.conftest import free_port
+
+    done = run("analyses", "status", "1", "--server", f"http://127.0.0.1:{free_port()}/perilflow", "--token", "t")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert "cannot reach" in done.stderr and "perilflow platform start" in done.stderr
+
+
+def test_no_credentials_is_one_line_naming_the_fix(tmp_path: Path) -> None:
+    done = run("analyses", "status", "1", "--server", "http://127.0.0.1:9/perilflow", "--home", str(tmp_path))
+    assert done.returncode == 1
+    assert "--token" in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_platform_status_of_a_folder_without_a_platform(tmp_path: Path) -> None:
+    done = run("platform", "status", "--home", str(tmp_path))
+    assert done.returncode == 1
+    assert '"stopped"' in done.stdout and "api-server" in done.stdout
