@@ -100,6 +100,8 @@ class SummarySet:
         Curves by summary id.
     files : tuple of str
         Names of the files read.
+    info_rows : int or None
+        Rows of the set's summary-info file (its number of summary ids), None without one.
     """
 
     perspective: str
@@ -307,16 +309,21 @@ class Row:
 def results_rows(results: Results, return_periods: Sequence[float] = DEFAULT_RETURN_PERIODS) -> list[Row]:
     """AAL (sampled, analytical), then OEP and AEP at each return period, per perspective present."""
     persp = results.perspectives()
-    aal = {p: results.aal_set(p) for p in persp}
-    rows = [
-        Row("AAL", {p: aal[p].aal_sampled if aal[p] else None for p in persp}),
-        Row("AAL (analytical)", {p: aal[p].aal_analytical if aal[p] else None for p in persp}),
-    ]
+    sampled: dict[str, float | None] = {}
+    analytical: dict[str, float | None] = {}
+    for p in persp:
+        s = results.aal_set(p)
+        sampled[p] = s.aal_sampled if s else None
+        analytical[p] = s.aal_analytical if s else None
+    rows = [Row("AAL", sampled), Row("AAL (analytical)", analytical)]
     for name, ep_type in (("OEP", OEP), ("AEP", AEP)):
         curves = {p: results.curve(p, ep_type) for p in persp}
         for rp in return_periods:
-            rows.append(Row(f"{name} {_rp_label(rp)}y",
-                            {p: curves[p].loss_at(rp) if curves[p] else None for p in persp}))
+            values: dict[str, float | None] = {}
+            for p in persp:
+                curve = curves[p]
+                values[p] = curve.loss_at(rp) if curve else None
+            rows.append(Row(f"{name} {_rp_label(rp)}y", values))
     return rows
 
 
