@@ -43,3 +43,16 @@ def test_a_client_error_is_not_retried() -> None:
     with pytest.raises(AirflowApiError, match="404"):
         api.call("GET", "/dags/nope")
     assert len(seen) == 1
+
+
+def test_a_task_already_in_the_wanted_state_is_not_an_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "t"})
+        return httpx.Response(409, json={"detail": "Task id t is already in skipped state"})
+
+    api = AirflowApi("http://airflow.test", "admin", "pw")
+    api.client = httpx.Client(transport=httpx.MockTransport(handler))
+    api.set_task_state("d", "r", "t", -1, "skipped")  # the scheduler skipped it first: fine
+    with pytest.raises(AirflowApiError, match="409"):
+        api.set_task_state("d", "r", "t", -1, "failed")  # another conflict is still an error
