@@ -16,21 +16,28 @@ Two guarantees:
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import tarfile
 import tempfile
 import uuid
+import zlib
 from pathlib import Path, PurePosixPath
 
 from perilflow.kernel.oasis.files import atomic_write
 
-__all__ = ["StorageError", "exists", "extract_tar", "fetch", "fetch_tar", "is_remote", "join", "put", "put_bytes",
-           "put_tar", "read_bytes", "remove", "safe_tar_members"]
+__all__ = ["TAR_READ_ERRORS", "StorageError", "exists", "extract_tar", "fetch", "fetch_tar", "is_remote", "join", "put",
+           "put_bytes", "put_tar", "read_bytes", "remove", "safe_tar_members"]
 
 
 class StorageError(ValueError):
     """A storage URI that cannot be read or written, or an unsafe archive."""
+
+
+#: what reading a broken archive raises besides tarfile.TarError: truncated streams (EOFError), bad
+#: gzip/bzip2 data (OSError), corrupt deflate/xz data
+TAR_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError)
 
 
 def is_remote(uri: str | os.PathLike) -> bool:
@@ -134,10 +141,16 @@ def remove(uri: str | os.PathLike) -> None:
         fs.rm(path, recursive=True)
 
 
-def safe_tar_members(archive: tarfile.TarFile, name: str) -> list[tarfile.TarInfo]:
-    """The members of ``archive``, refusing any that could write outside the target folder."""
-    members = archive.getmembers()
-    for member in members:
+def safe_tar_members(archive: tarfile.TarFile, name: str, max_bytes: int | None = None) -> list[tarfile.TarInfo]:
+    """The members of ``archive``, refusing any that could write outside the target folder.
+
+    ``max_bytes`` caps the unpacked size (the members' sizes added up): an archive past it (a
+    "zip bomb") is refused when the header that crosses the cap is read, before that member's
+    data is decompressed.
+    """
+    members: list[tarfile.TarInfo] = []
+    total = 0
+    while (member := archive.next()) is not None:
         path = PurePosixPath(member.name)
         if path.is_absolute() or ".." in path.parts:
             raise StorageError(f"{name}: member {member.name!r} has an absolute path or '..'; "
@@ -145,18 +158,23 @@ def safe_tar_members(archive: tarfile.TarFile, name: str) -> list[tarfile.TarInf
         if not (member.isfile() or member.isdir()):
             raise StorageError(f"{name}: member {member.name!r} is a link or special file; "
                                "archives may hold only regular files and folders")
+        total += member.size
+        if max_bytes is not None and total > max_bytes:
+            raise StorageError(f"{name}: unpacked, the archive is larger than the limit of {max_bytes} bytes "
+                               f"(at member {member.name!r}); it is not read further")
+        members.append(member)
     return members
 
 
-def extract_tar(archive_path: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Extract a (gzipped) tar into ``target`` after checking every member."""
+def extract_tar(archive_path: str | os.PathLike, target: str | os.PathLike, max_bytes: int | None = None) -> Path:
+    """Extract a (gzipped) tar into ``target`` after checking every member (and the size cap, if given)."""
     target = Path(target)
     target.mkdir(parents=True, exist_ok=True)
     try:
         with tarfile.open(archive_path, "r:*") as archive:
-            members = safe_tar_members(archive, str(archive_path))
+            members = safe_tar_members(archive, str(archive_path), max_bytes)
             archive.extractall(target, members=members, filter="data")
-    except tarfile.TarError as exc:
+    except TAR_READ_ERRORS as exc:
         raise StorageError(f"{archive_path}: not a readable tar archive ({exc}); upload a .tar or .tar.gz") from None
     return target
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 import perilflow
 from perilflow.plugins.api.gateway import WorkflowGateway
+from perilflow.plugins.api.guard import RequestGuard
 from perilflow.plugins.api.routes import analyses, base, data_files, models, portfolios, task_statuses
 from perilflow.plugins.db import make_engine, make_sessionmaker
 from perilflow.plugins.settings import ApiSettings
@@ -35,7 +36,12 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors():
         loc = [str(part) for part in err.get("loc", ()) if part not in ("body", "query", "path")]
         fields.setdefault(".".join(loc) or "non_field_errors", []).append(err.get("msg", "invalid"))
-    return JSONResponse({**fields, "detail": exc.errors()}, status_code=422)
+    # the errors' "input" (the request's own bytes) and "ctx" (may hold exception objects) are not always
+    # JSON: keep type, loc and msg, and ctx as text
+    detail = [{"type": err.get("type"), "loc": [str(part) for part in err.get("loc", ())], "msg": err.get("msg"),
+               **({"ctx": {k: str(v) for k, v in err["ctx"].items()}} if err.get("ctx") else {})}
+              for err in exc.errors()]
+    return JSONResponse({**fields, "detail": detail}, status_code=422)
 
 
 def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | None = None) -> FastAPI:
@@ -55,6 +61,7 @@ def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | N
     app.state.perilflow_engine = engine
     app.state.perilflow_sessionmaker = make_sessionmaker(engine)
     app.state.perilflow_gateway = gateway
+    app.add_middleware(RequestGuard, max_body=settings.max_upload_bytes, limit_mb=settings.max_upload_mb)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     for module in (base, models, portfolios, analyses, task_statuses, data_files):

@@ -28,28 +28,33 @@ def storage_path(settings: ApiSettings, uri: str):  # noqa: ANN201 - ObjectStora
 def store_upload(settings: ApiSettings, upload: UploadFile, folder: str, prefix: str) -> tuple[str, str, int]:
     """Copy ``upload`` to ``{storage_url}/{folder}/{prefix}-{8 hex}-{safe name}`` in 1 MiB pieces.
 
-    Returns (uri, original file name, size). Refuses (413) past PERILFLOW_MAX_UPLOAD_MB and
-    removes the partial file.
+    Returns (uri, original file name, size). Writes a temporary name, renamed when complete;
+    refuses (413) past PERILFLOW_MAX_UPLOAD_MB and removes the partial file.
     """
     filename = Path(upload.filename or "upload").name or "upload"
-    name = f"{storage.safe_name(prefix)}-{uuid.uuid4().hex[:8]}-{storage.safe_name(filename)}"
+    # the suffix is kept whole (".csv" alone would become "csv"): validation reads a file by its suffix
+    stem, dot, suffix = filename.rpartition(".")
+    safe = f"{storage.safe_name(stem)}.{storage.safe_name(suffix)}" if dot else storage.safe_name(filename)
+    name = f"{storage.safe_name(prefix)}-{uuid.uuid4().hex[:8]}-{safe}"
     uri = f"{settings.storage_url}/{folder.strip('/')}/{name}"
     limit = settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
     target = storage_path(settings, uri)
     target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{name}.tmp"
     size = 0
     try:
-        with target.open("wb") as out:
+        with tmp.open("wb") as out:
             while piece := upload.file.read(CHUNK):
                 size += len(piece)
                 if size > limit:
                     raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
                 out.write(piece)
+        tmp.rename(target)
     except BaseException:
-        if target.exists():
-            target.unlink()
+        if tmp.exists():
+            tmp.unlink()
         raise
     return uri, filename, size
 
@@ -100,12 +105,22 @@ def local_copy(settings: ApiSettings, uri: str, filename: str) -> Iterator[Path]
         yield local
 
 
+def _has_nul(path: Path) -> bool:
+    with path.open("rb") as handle:
+        while piece := handle.read(CHUNK):
+            if b"\x00" in piece:
+                return True
+    return False
+
+
 def validate_oed(settings: ApiSettings, files: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
     """Run the kernel's OED checks on ``{kind: (uri, filename)}``; returns every problem as JSON.
 
     Problems name the file (as uploaded), the 1-based row, the column, what is wrong and the fix.
     """
     from contextlib import ExitStack
+
+    import pandas as pd
 
     from perilflow.kernel.oed import read_raw, validate_exposure
     from perilflow.kernel.oed.exposure import oed_schema
@@ -114,11 +129,21 @@ def validate_oed(settings: ApiSettings, files: dict[str, tuple[str, str]]) -> li
         frames = {}
         for kind, (uri, filename) in files.items():
             local = stack.enter_context(local_copy(settings, uri, filename))
+            if not local.name.lower().endswith((".parquet", ".pq")) and _has_nul(local):
+                # UTF-16/32 text of ASCII is valid UTF-8 with NULs in between: say so rather than "column missing"
+                return [{"file": filename, "row": None, "column": None, "fatal": True,
+                         "message": f"{filename} holds NUL bytes: it is not UTF-8 text (UTF-16 or UTF-32, or binary)",
+                         "fix": "save it as UTF-8 CSV"}]
             try:
                 frame, _ = read_raw(local)
             except ValueError as exc:
                 return [{"file": filename, "row": None, "column": None, "fatal": True,
                          "message": str(exc).replace(str(local), filename), "fix": "upload a readable CSV or parquet"}]
+            if frame is not None and not isinstance(frame.index, pd.RangeIndex):
+                # pandas takes the first column as an index when data rows have more cells than the header
+                return [{"file": filename, "row": None, "column": None, "fatal": True,
+                         "message": f"{filename}: data rows have more cells than the header line",
+                         "fix": "give every row as many comma-separated cells as the header (quote cells with commas)"}]
             frames[kind] = (frame, filename)
         problems = validate_exposure(frames, oed_schema())
     return [{"file": p.file, "row": p.row, "column": p.column, "message": p.message, "fix": p.fix,

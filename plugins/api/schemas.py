@@ -94,3 +94,29 @@ class AnalysisPatch(BaseModel):
 class TokenIn(BaseModel):
     username: str = Field(min_length=1)
     password: str = Field(min_length=1)
+
+
+def ods_settings_errors(handler: Any, data: dict[str, Any]) -> dict[str, list[str]]:
+    """ods-tools' validation of settings ``data`` (``handler``: an ods-tools SettingHandler): ``{field: [messages]}``.
+
+    ods-tools runs its extra checks before the JSON schema, and they raise on wrong types
+    (``'bool' object is not iterable``); then the schema alone names the fields that are wrong.
+    """
+    import jsonschema
+
+    try:
+        ok, errors = handler.validate(data, raise_error=False)
+    except Exception as exc:  # noqa: BLE001 - ods-tools raises several types on malformed input
+        schema = handler.get_schema(f"{handler.settings_type}_schema")
+        errors = {}
+        for err in jsonschema.Draft202012Validator(schema).iter_errors(data):
+            path = ".".join(str(part) for part in err.absolute_path)
+            names = [path] if path else []
+            if err.validator == "required" and isinstance(err.instance, dict):
+                names = [f"{path}.{name}" if path else name for name in err.validator_value if name not in err.instance]
+            for name in names or ["non_field_errors"]:
+                errors.setdefault(name, []).append(err.message)
+        if not errors:
+            errors = {"non_field_errors": [f"the settings could not be checked ({type(exc).__name__}: {exc})"]}
+        return errors
+    return {} if ok else {str(k): [str(m) for m in v] for k, v in errors.items()}

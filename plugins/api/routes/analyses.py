@@ -574,11 +574,9 @@ def validate_analysis_settings(data: dict[str, Any]) -> dict[str, list[str]]:
     for old, new in (("module_supplier_id", "model_supplier_id"), ("model_version_id", "model_name_id")):
         if old in data and new not in data:
             data[new] = data[old]
-    try:
-        ok, errors = AnalysisSettingHandler.make().validate(data, raise_error=False)
-    except Exception as exc:  # noqa: BLE001 - ods-tools raises several types on malformed input
-        return {"settings": [str(exc)]}
-    return {} if ok else {str(k): [str(m) for m in v] for k, v in errors.items()}
+    from perilflow.plugins.api.schemas import ods_settings_errors
+
+    return ods_settings_errors(AnalysisSettingHandler.make(), data)
 
 
 def _raise_for_settings(data: dict[str, Any]) -> None:
@@ -672,7 +670,7 @@ def run_progress(request: Request, analysis_pk: int, db: DbDep, caller: CallerDe
 def _tar_members(settings: ApiSettings, uri: str | None, what: str) -> tuple[Any, list[Any]]:
     import tarfile
 
-    from perilflow.kernel.storage import StorageError, safe_tar_members
+    from perilflow.kernel.storage import TAR_READ_ERRORS, StorageError, safe_tar_members
 
     if not uri:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {what} for this analysis")
@@ -683,11 +681,12 @@ def _tar_members(settings: ApiSettings, uri: str | None, what: str) -> tuple[Any
     try:
         archive = tarfile.open(fileobj=handle, mode="r:*")
         try:
-            members = safe_tar_members(archive, what)
+            # the upload limit also caps what the API unpacks (a zip bomb stops at its header)
+            members = safe_tar_members(archive, what, settings.max_upload_bytes)
         except StorageError as exc:
             archive.close()
             raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    except tarfile.TarError as exc:
+    except TAR_READ_ERRORS as exc:
         handle.close()
         raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the {what} is not a readable tar archive ({exc})") from None
     except BaseException:
@@ -725,12 +724,18 @@ def _tar_routes(name: str, column: str) -> None:
                 f"{filename!r} is not a relative path inside the tarball; take one from {name}_tar_list/"]})
         sync(db, settings, gateway_of(request), analysis)
         (archive, handle), members = _tar_members(settings, getattr(analysis, column), what)
+        from perilflow.kernel.storage import TAR_READ_ERRORS
+
         try:
             match = next((m for m in members if m.isfile() and PurePosixPath(m.name.removeprefix("./")) == wanted),
                          None)
             if match is None:
                 raise HTTPException(status.HTTP_404_NOT_FOUND, f"{filename} is not in the {what}")
-            data = archive.extractfile(match).read()  # type: ignore[union-attr]
+            try:
+                data = archive.extractfile(match).read()  # type: ignore[union-attr]
+            except TAR_READ_ERRORS as exc:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                    f"the {what} is not a readable tar archive ({exc})") from None
         finally:
             archive.close()
             handle.close()
