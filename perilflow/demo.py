@@ -119,7 +119,7 @@ def run_demo(home: Path, *, port: int, out: TextIO = sys.stdout, timeout: float 
     out.write(f"\n{table}\n\n")
     out.write(f"HTML report with EP curves: {report}\n")
     out.write(f"ORD outputs: {output}\n")
-    out.write(f"Airflow UI: {platform.url}/  (Perilflow page: {platform.url}/perilflow/ui/)\n")
+    out.write(f"Airflow UI: {platform.url}/  (Perilflow page: {platform.url}/plugin/perilflow)\n")
     out.write(f"Login: {ADMIN_USER} / {password}   REST API: {platform.api_url}/docs\n")
     out.write(f"Stop the platform with `perilflow platform stop` (home {platform.home}).\n")
     out.flush()

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 import perilflow
 from perilflow.plugins.api.gateway import WorkflowGateway
 from perilflow.plugins.api.guard import RequestGuard
-from perilflow.plugins.api.routes import analyses, base, data_files, models, portfolios, task_statuses
+from perilflow.plugins.api.routes import analyses, base, data_files, groups, models, portfolios, task_statuses
 from perilflow.plugins.db import make_engine, make_sessionmaker
 from perilflow.plugins.settings import ApiSettings
 from perilflow.plugins.ui import pages as ui_pages
@@ -64,7 +64,7 @@ def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | N
     app.add_middleware(RequestGuard, max_body=settings.max_upload_bytes, limit_mb=settings.max_upload_mb)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for module in (base, models, portfolios, analyses, task_statuses, data_files):
+    for module in (base, models, portfolios, analyses, task_statuses, data_files, groups):
         app.include_router(module.router)
     app.include_router(ui_pages.router)  # the web UI at /perilflow/ui/
     return app

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from fastapi import HTTPException, UploadFile, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from perilflow.operators import storage
 from perilflow.plugins.settings import ApiSettings
@@ -148,3 +148,115 @@ def validate_oed(settings: ApiSettings, files: dict[str, tuple[str, str]]) -> li
         problems = validate_exposure(frames, oed_schema())
     return [{"file": p.file, "row": p.row, "column": p.column, "message": p.message, "fix": p.fix,
              "fatal": p.fatal} for p in problems]
+
+
+def storage_key(settings: ApiSettings, uri: str | None) -> str | None:
+    """``uri`` relative to the storage base (the reference's "object key"), or the whole URI outside it."""
+    if not uri:
+        return None
+    base = settings.storage_url.rstrip("/") + "/"
+    return uri[len(base):] if uri.startswith(base) else uri
+
+
+def read_json_upload(settings: ApiSettings, upload: UploadFile, field: str = "file") -> dict[str, Any]:
+    """A JSON object from a small upload (the upload limit applies); 400 naming ``field`` otherwise."""
+    import json
+
+    data = upload.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
+    try:
+        value = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [
+            f"{upload.filename!r} is not a UTF-8 JSON file ({exc}); upload the settings as JSON"]}) from None
+    if not isinstance(value, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [
+            f"{upload.filename!r} holds a JSON {type(value).__name__}; the settings must be a JSON object"]})
+    return value
+
+
+def resolve_key(settings: ApiSettings, key: Any, field: str) -> str:
+    """The URI of an object ``key`` under the storage base, checked: a relative path without ``..``
+    that exists (400 naming ``field`` otherwise)."""
+    from pathlib import PurePosixPath
+
+    if not isinstance(key, str) or not key.strip():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [
+            "give the object key (a path relative to the storage base) as a non-empty string"]})
+    key = key.strip()
+    parts = PurePosixPath(key).parts
+    if "://" in key or key.startswith("/") or ".." in parts or "\\" in key:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [
+            f"{key!r} must be a relative key inside the storage base (no scheme, leading '/' or '..')"]})
+    uri = f"{settings.storage_url.rstrip('/')}/{key}"
+    target = storage_path(settings, uri)
+    if not target.exists() or target.is_dir():
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [f"file {key!r} not found in storage"]})
+    return uri
+
+
+def copy_in_storage(settings: ApiSettings, source_uri: str, folder: str, prefix: str) -> tuple[str, str, int]:
+    """Copy a stored object to ``{storage}/{folder}/{prefix}-{8 hex}-{name}`` (temporary name, then rename).
+
+    Returns (uri, original name, size). No upload limit: linking is how large files come in.
+    """
+    source = storage_path(settings, source_uri)
+    filename = source_uri.rstrip("/").rsplit("/", 1)[-1]
+    name = f"{storage.safe_name(prefix)}-{uuid.uuid4().hex[:8]}-{storage.safe_name(filename)}"
+    uri = f"{settings.storage_url}/{folder.strip('/')}/{name}"
+    target = storage_path(settings, uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{name}.tmp"
+    size = 0
+    try:
+        with source.open("rb") as src, tmp.open("wb") as out:
+            while piece := src.read(CHUNK):
+                size += len(piece)
+                out.write(piece)
+        tmp.rename(target)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    return uri, filename, size
+
+
+def is_parquet(name: str) -> bool:
+    return name.lower().endswith((".parquet", ".pq"))
+
+
+def stream_converted(settings: ApiSettings, uri: str, filename: str, file_format: str) -> Response:
+    """A stored OED file converted to ``csv`` or ``parquet`` (through a temporary file, then streamed)."""
+    import os
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from starlette.background import BackgroundTask
+
+    stem = filename.rsplit(".", 1)[0] if "." in filename else filename
+    fd, tmp_name = tempfile.mkstemp(prefix="perilflow-convert-", suffix=f".{file_format}")
+    os.close(fd)
+    try:
+        with local_copy(settings, uri, filename) as local:
+            if file_format == "parquet":
+                table = pacsv.read_csv(local, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+                pq.write_table(table, tmp_name)
+            else:
+                pacsv.write_csv(pq.read_table(local), tmp_name)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for unreadable files
+        Path(tmp_name).unlink(missing_ok=True)
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"file_format": [
+            f"{filename} could not be converted to {file_format} ({type(exc).__name__}: {exc}); "
+            "download it as stored (no file_format)"]}) from None
+    name = f"{stem}.{file_format}"
+    media = "text/csv" if file_format == "csv" else "application/octet-stream"
+
+    def body() -> Iterator[bytes]:
+        with open(tmp_name, "rb") as handle:
+            while piece := handle.read(CHUNK):
+                yield piece
+
+    return StreamingResponse(body(), media_type=media, background=BackgroundTask(Path(tmp_name).unlink,
+                                                                                 missing_ok=True),
+                             headers={"Content-Disposition": f'attachment; filename="{storage.safe_name(name)}"'})

@@ -9,7 +9,9 @@ The app is given a :class:`WorkflowGateway`; tests give it a fake that records c
 * reading: the DagRun, its task instances and the record tasks' XCom through Airflow's ORM
   session (the api-server owns the metadata DB; airflow3-notes.md section 9.4);
 * cancel: :func:`perilflow.operators.cancel.cancel_run` through the REST API (it skips
-  unfinished task instances before failing the run, so sub-tasks end CANCELLED).
+  unfinished task instances before failing the run, so sub-tasks end CANCELLED);
+* resume: Airflow's ``POST /api/v2/dags/{dag_id}/clearTaskInstances`` with the service
+  account, on the task instances :func:`resume_targets` picks (see :func:`clear_body`).
 """
 
 from __future__ import annotations
@@ -62,6 +64,39 @@ class WorkflowGateway(Protocol):
     def cancel(self, dag_id: str, run_id: str) -> None: ...
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str | None: ...
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any: ...
+
+    def resume(self, dag_id: str, run_id: str) -> list[tuple[str, int]]: ...
+
+    def ping(self) -> None: ...
+
+
+def resume_targets(tis: list[TaskInstanceInfo]) -> list[tuple[str, int]]:
+    """The task instances a resume clears: the failed and upstream_failed ones, and the mapped siblings
+    of a failed chunk that ``on_step_failure`` stopped (skipped) when it failed.
+
+    Finished chunks are left alone, so a resume redoes only what did not complete. A skipped
+    sibling must be cleared too: left skipped, the merge step after the chunks would be skipped
+    and the run would end without outputs.
+    """
+    failed_mapped = {ti.task_id for ti in tis if ti.state == "failed" and ti.map_index >= 0}
+    return sorted((ti.task_id, ti.map_index) for ti in tis
+                  if ti.state in ("failed", "upstream_failed")
+                  or (ti.state == "skipped" and ti.map_index >= 0 and ti.task_id in failed_mapped))
+
+
+def clear_body(run_id: str, targets: list[tuple[str, int]]) -> dict[str, Any]:
+    """The body of ``POST /api/v2/dags/{dag_id}/clearTaskInstances`` (Airflow 3.3 ClearTaskInstancesBody).
+
+    ``only_failed`` is false because the stopped siblings are ``skipped``, which only_failed would
+    not clear; the list names exactly what to clear instead (``[task_id, map_index]`` for mapped
+    tasks), ``include_downstream`` adds the merge/record/cleanup steps after them, and
+    ``reset_dag_runs`` puts the run back to queued so the scheduler picks it up.
+    """
+    return {"dry_run": False, "dag_run_id": run_id, "only_failed": False, "only_running": False,
+            "reset_dag_runs": True, "include_downstream": True, "include_upstream": False,
+            "task_ids": [task_id if map_index < 0 else [task_id, map_index] for task_id, map_index in targets]}
 
 
 def format_log(content: Any) -> str:
@@ -169,6 +204,52 @@ class AirflowGateway:
             raise WorkflowError(f"could not read the log of {task_id}[{map_index}] try {try_number}: {exc}") from None
         return format_log((reply or {}).get("content"))
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        """One XCom value of an unmapped task (None when there is none)."""
+        from airflow.models.xcom import XComModel
+        from sqlalchemy import select
+
+        with _read_session() as session:
+            row = session.scalar(select(XComModel).where(XComModel.dag_id == dag_id, XComModel.run_id == run_id,
+                                                         XComModel.task_id == task_id, XComModel.key == key,
+                                                         XComModel.map_index == -1))
+            return None if row is None else XComModel.deserialize_value(row)
+
+    def ping(self) -> None:
+        """Raise WorkflowError when Airflow's metadata DB does not answer."""
+        from sqlalchemy import text
+
+        try:
+            with _read_session() as session:
+                session.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any driver error means "down"
+            raise WorkflowError(f"Airflow's metadata DB does not answer: {type(exc).__name__}") from None
+
+    def resume(self, dag_id: str, run_id: str, api: Any = None) -> list[tuple[str, int]]:
+        """Clear the failed part of a failed run through Airflow's REST API; returns what was cleared.
+
+        ``api`` is an :class:`~perilflow.operators.airflow_api.AirflowApi` (default: the service account's).
+        """
+        from urllib.parse import quote
+
+        from perilflow.operators.airflow_api import AirflowApi, AirflowApiError
+        from perilflow.operators.config import PlatformConfig
+
+        targets = resume_targets(self.task_instances(dag_id, run_id))
+        if not targets:
+            raise WorkflowError(f"{dag_id}/{run_id} has no failed task instance to clear")
+        own = api is None
+        if own:
+            api = AirflowApi(self.api_url or PlatformConfig.from_env().api_url)
+        try:
+            api.call("POST", f"/dags/{quote(dag_id, safe='')}/clearTaskInstances", json=clear_body(run_id, targets))
+        except AirflowApiError as exc:
+            raise WorkflowError(f"Airflow refused to clear the failed tasks of {dag_id}/{run_id}: {exc}") from None
+        finally:
+            if own:
+                api.close()
+        return targets
+
     def cancel(self, dag_id: str, run_id: str) -> None:
         from perilflow.operators.airflow_api import AirflowApi, AirflowApiError
         from perilflow.operators.cancel import cancel_run
@@ -193,6 +274,9 @@ class FakeGateway:
         self.xcoms: dict[tuple[str, str, str], Any] = {}
         self.fail_next: str | None = None
         self.logs: dict[tuple[str, str, str, int, int], str] = {}
+        self.xcom_values: dict[tuple[str, str, str, str], Any] = {}
+        self.resumed: list[tuple[str, str, list[tuple[str, int]]]] = []
+        self.down: str | None = None
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any], user: str) -> None:
         if self.fail_next:
@@ -212,6 +296,29 @@ class FakeGateway:
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, map_index: int, try_number: int) -> str | None:
         return self.logs.get((dag_id, run_id, task_id, map_index, try_number))
+
+    def xcom(self, dag_id: str, run_id: str, task_id: str, key: str) -> Any:
+        return self.xcom_values.get((dag_id, run_id, task_id, key))
+
+    def ping(self) -> None:
+        if self.down:
+            raise WorkflowError(self.down)
+
+    def resume(self, dag_id: str, run_id: str) -> list[tuple[str, int]]:
+        """As Airflow's clear: the targets go back to no state and the run to queued."""
+        if self.fail_next:
+            message, self.fail_next = self.fail_next, None
+            raise WorkflowError(message)
+        tis = self.tis.get((dag_id, run_id), [])
+        targets = resume_targets(tis)
+        if not targets:
+            raise WorkflowError(f"{dag_id}/{run_id} has no failed task instance to clear")
+        self.resumed.append((dag_id, run_id, targets))
+        self.tis[(dag_id, run_id)] = [
+            TaskInstanceInfo(**{**ti.__dict__, "state": None}) if (ti.task_id, ti.map_index) in targets else ti
+            for ti in tis]
+        self.runs[(dag_id, run_id)] = RunInfo("queued")
+        return targets
 
     def cancel(self, dag_id: str, run_id: str) -> None:
         self.cancelled.append((dag_id, run_id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 Name = Field(min_length=1, max_length=255)
 
@@ -47,6 +47,43 @@ class ChunkingIn(BaseModel):
     dynamic_locations_per_lookup: int = Field(default=10_000, ge=1)
     dynamic_events_per_analysis: int = Field(default=1, ge=1)
     dynamic_chunks_max: int = Field(default=200, ge=1)
+
+
+class ScalingIn(BaseModel):
+    """OasisPlatform's ModelScalingOptions (stored; Airflow pools and executors do the scaling)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scaling_strategy: Literal["FIXED_WORKERS", "QUEUE_LOAD", "DYNAMIC_TASKS"] = "FIXED_WORKERS"
+    worker_count_fixed: StrictInt = Field(default=1, ge=0)
+    worker_count_max: StrictInt = Field(default=10, ge=0)
+    worker_count_min: StrictInt = Field(default=0, ge=0)
+    chunks_per_worker: StrictInt = Field(default=10, ge=1)
+
+
+class DataFileLinksIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data_files: list[int]
+
+
+class TemplateIn(BaseModel):
+    """A settings template: ``file`` is the analysis settings JSON, or ``analysis_id`` copies an analysis's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Name
+    description: str = Field(default="", max_length=10_000)
+    file: dict[str, Any] | None = None
+    analysis_id: int | None = None
+
+
+class TemplatePatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    description: str | None = Field(default=None, max_length=10_000)
+    file: dict[str, Any] | None = None
 
 
 class PortfolioIn(BaseModel):

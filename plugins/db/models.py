@@ -44,6 +44,16 @@ portfolio_groups = Table(
     Column("portfolio_id", ForeignKey("portfolios.id", ondelete="CASCADE"), primary_key=True),
     Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
 )
+model_data_files = Table(
+    "model_data_files", Base.metadata,
+    Column("model_id", ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+    Column("data_file_id", ForeignKey("data_files.id", ondelete="CASCADE"), primary_key=True),
+)
+analysis_data_files = Table(
+    "analysis_data_files", Base.metadata,
+    Column("analysis_id", ForeignKey("analyses.id", ondelete="CASCADE"), primary_key=True),
+    Column("data_file_id", ForeignKey("data_files.id", ondelete="CASCADE"), primary_key=True),
+)
 data_file_groups = Table(
     "data_file_groups", Base.metadata,
     Column("data_file_id", ForeignKey("data_files.id", ondelete="CASCADE"), primary_key=True),
@@ -104,6 +114,26 @@ class Model(Base):
     # The run conf's model object: model_data_dir, lookup_config_json, ... (see operators/runconf.py)
     runtime: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     groups: Mapped[list[Group]] = relationship(secondary=model_groups, lazy="selectin")
+    data_files: Mapped[list[DataFile]] = relationship(secondary=model_data_files, lazy="selectin",
+                                                      order_by="DataFile.id")
+    templates: Mapped[list[SettingsTemplate]] = relationship(back_populates="model", cascade="all, delete-orphan",
+                                                             order_by="SettingsTemplate.id")
+
+
+class SettingsTemplate(Base):
+    """An analysis-settings template kept under a model (OasisPlatform's ``setting_templates``)."""
+
+    __tablename__ = "settings_templates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    creator: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    modified: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    model: Mapped[Model] = relationship(back_populates="templates")
 
 
 class Portfolio(Base):
@@ -120,12 +150,17 @@ class Portfolio(Base):
     reinsurance_scope_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id", ondelete="SET NULL"))
     validation_status: Mapped[str] = mapped_column(String(32), default="NONE")
     validation_errors: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    exposure_status: Mapped[str] = mapped_column(String(32), default="NONE", server_default="NONE")
+    exposure_run_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id", ondelete="SET NULL"))
+    run_errors_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id", ondelete="SET NULL"))
     location_file: Mapped[StoredFile | None] = relationship(foreign_keys=[location_file_id], lazy="selectin")
     accounts_file: Mapped[StoredFile | None] = relationship(foreign_keys=[accounts_file_id], lazy="selectin")
     reinsurance_info_file: Mapped[StoredFile | None] = relationship(foreign_keys=[reinsurance_info_file_id],
                                                                      lazy="selectin")
     reinsurance_scope_file: Mapped[StoredFile | None] = relationship(foreign_keys=[reinsurance_scope_file_id],
                                                                       lazy="selectin")
+    exposure_run_file: Mapped[StoredFile | None] = relationship(foreign_keys=[exposure_run_file_id], lazy="selectin")
+    run_errors_file: Mapped[StoredFile | None] = relationship(foreign_keys=[run_errors_file_id], lazy="selectin")
     groups: Mapped[list[Group]] = relationship(secondary=portfolio_groups, lazy="selectin")
 
 
@@ -173,5 +208,11 @@ class Analysis(Base):
     input_generation_traceback_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     run_traceback_file: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # sizes of the current run, read from its plan XCom (prepare-*-params) while it is watched
+    lookup_chunks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    analysis_chunks: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    num_events_total: Mapped[int | None] = mapped_column(Integer, nullable=True)
     portfolio: Mapped[Portfolio] = relationship(lazy="selectin")
     model: Mapped[Model] = relationship(lazy="selectin")
+    complex_model_data_files: Mapped[list[DataFile]] = relationship(secondary=analysis_data_files, lazy="selectin",
+                                                                    order_by="DataFile.id")

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, Body, HTTPException, Query, Request, Response, UploadFile, status
 from sqlalchemy import Text, and_, cast, func, select
 from sqlalchemy.orm import Session
 
@@ -51,7 +51,15 @@ from perilflow.plugins.api.status import (
     check_transition,
     sub_task_status,
 )
-from perilflow.plugins.db.models import Analysis, Group, Model, Portfolio, portfolio_groups
+from perilflow.plugins.db.models import (
+    Analysis,
+    DataFile,
+    Group,
+    Model,
+    Portfolio,
+    analysis_data_files,
+    portfolio_groups,
+)
 from perilflow.plugins.settings import ApiSettings
 
 router = APIRouter(prefix="/v2/analyses", tags=["analyses"])
@@ -113,6 +121,24 @@ def no_keys(settings: ApiSettings, folder: str) -> bool:
     return any(marker in text for text in texts for marker in NO_KEYS_MARKERS)
 
 
+PLAN_INPUTS, PLAN_LOSSES = "prepare-input-generation-params", "prepare-losses-generation-params"
+
+
+def _record_sizes(gateway: WorkflowGateway, analysis: Analysis) -> None:
+    """Chunk counts (and the event count, when the plan has it) from the plan tasks' XCom keys."""
+    dag_id, run_id = analysis.dag_id, analysis.run_id
+    if analysis.lookup_chunks is None and dag_id in (INPUT_GENERATION, GENERATE_AND_RUN):
+        analysis.lookup_chunks = _int(gateway.xcom(dag_id, run_id, PLAN_INPUTS, "n_lookup_chunks"))
+    if analysis.analysis_chunks is None and dag_id in (LOSSES_GENERATION, GENERATE_AND_RUN):
+        analysis.analysis_chunks = _int(gateway.xcom(dag_id, run_id, PLAN_LOSSES, "n_loss_chunks"))
+        if analysis.analysis_chunks is not None and analysis.num_events_total is None:
+            analysis.num_events_total = _int(gateway.xcom(dag_id, run_id, PLAN_LOSSES, "n_events"))
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, analysis: Analysis) -> None:
     """Move an active analysis's status on from its DAG run; record the outcome when the run has ended.
 
@@ -125,6 +151,8 @@ def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, analysis:
     if info is None:
         return
     state, dag_id = info.state, analysis.dag_id
+    if state in ("running", "success", "failed"):
+        _record_sizes(gateway, analysis)
     tis: list[TaskInstanceInfo] = []
     if state == "failed" or (dag_id == GENERATE_AND_RUN and state in ("running", "success")):
         tis = gateway.task_instances(dag_id, analysis.run_id)
@@ -202,7 +230,8 @@ def sub_tasks(gateway: WorkflowGateway, analysis: Analysis, base: str | None = N
 
 def analysis_json(request: Request, analysis: Analysis, db: Session | None = None,
                   tasks: list[dict[str, Any]] | None = None, has_settings: bool | None = None,
-                  api: str | None = None, groups: list[str] | None = None) -> dict[str, Any]:
+                  api: str | None = None, groups: list[str] | None = None,
+                  data_files: list[int] | None = None) -> dict[str, Any]:
     base = f"{api or api_base(request)}/v2/analyses/{analysis.id}"
     if has_settings is None:
         has_settings = analysis.settings is not None
@@ -218,19 +247,30 @@ def analysis_json(request: Request, analysis: Analysis, db: Session | None = Non
         "created": analysis.created, "modified": analysis.modified, "name": analysis.name, "id": analysis.id,
         "portfolio": analysis.portfolio_id, "model": analysis.model_id, "status": analysis.status,
         "run_mode": analysis.run_mode, "task_started": analysis.task_started,
-        "task_finished": analysis.task_finished, "complex_model_data_files": [],
+        "task_finished": analysis.task_finished,
+        "complex_model_data_files": data_files if data_files is not None else [
+            d.id for d in getattr(analysis, "complex_model_data_files", None) or []],
         **{name: (f"{base}/{name}/" if getattr(analysis, name) else None) for name in FILE_FIELDS},
         "settings_file": f"{base}/settings_file/" if has_settings else None,
         "settings": f"{base}/settings/" if has_settings else None,
-        "lookup_validation_file": None, "summary_levels_file": None, "run_log_file": None,
+        # not produced by Perilflow's input generation (the routes answer 404 saying so)
+        "lookup_validation_file": None, "summary_levels_file": None,
+        "run_log_file": f"{base}/run_log_file/" if _had_losses_run(analysis) else None,
         "storage_links": f"{base}/storage_links/", "chunking_configuration": f"{base}/chunking_configuration/",
-        "lookup_chunks": None, "analysis_chunks": None,
+        "lookup_chunks": analysis.lookup_chunks, "analysis_chunks": analysis.analysis_chunks,
         "sub_task_count": None if tasks is None else len(tasks),
         "groups": group_names(analysis) if groups is None else groups, "sub_task_list": f"{base}/sub_task_list/",
         "sub_task_error_ids": error_ids, "status_count": counts, "priority": analysis.priority,
-        "num_events_complete": None, "num_events_total": None,
+        "num_events_complete": analysis.num_events_total if analysis.status == S.RUN_COMPLETED else None,
+        "num_events_total": analysis.num_events_total,
         "dag_id": analysis.dag_id, "dag_run_id": analysis.run_id,
     }
+
+
+def _had_losses_run(analysis: Any) -> bool:
+    """A losses run of the current DAG run has ended (its logs are in the losses folder)."""
+    return bool(analysis.run_uuid and analysis.dag_id in (LOSSES_GENERATION, GENERATE_AND_RUN)
+                and analysis.status in (S.RUN_COMPLETED, S.RUN_ERROR, S.RUN_CANCELLED))
 
 
 def _detail(request: Request, db: Session, settings: ApiSettings, analysis: Analysis) -> dict[str, Any]:
@@ -268,14 +308,32 @@ def _portfolio_for(db: Session, portfolio_pk: int, caller: Caller) -> Portfolio:
     return portfolio
 
 
+def data_files_for(db: Session, ids: list[int], caller: Caller, field: str) -> list[DataFile]:
+    """The data files ``ids`` the caller may see, in id order; 400 naming ``field`` for any other id."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    stmt = select(DataFile).where(DataFile.id.in_(wanted)).order_by(DataFile.id)
+    clause = visible(DataFile, caller)
+    found = list(db.scalars(stmt if clause is None else stmt.where(clause)))
+    missing = sorted(set(wanted) - {d.id for d in found})
+    if missing:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [
+            f"data file(s) {missing} not found; create them with POST /v2/data_files/ first"]})
+    return found
+
+
 def new_analysis(db: Session, caller: Caller, settings: ApiSettings, *, name: str, portfolio: Portfolio,
-                 model_pk: int, priority: int = 4, analysis_settings: dict[str, Any] | None = None) -> Analysis:
+                 model_pk: int, priority: int = 4, analysis_settings: dict[str, Any] | None = None,
+                 data_file_ids: list[int] | None = None) -> Analysis:
     _check_priority(priority, caller, settings)
     model = _model_for(db, model_pk, caller)
     if analysis_settings is not None:
         _raise_for_settings(analysis_settings)
     analysis = Analysis(name=name, portfolio=portfolio, model=model, status=S.NEW, creator=caller.name,
-                        priority=priority, settings=analysis_settings)
+                        priority=priority, settings=analysis_settings,
+                        complex_model_data_files=data_files_for(db, data_file_ids or [], caller,
+                                                                "complex_model_data_files"))
     db.add(analysis)
     return analysis
 
@@ -344,8 +402,10 @@ def start(request: Request, db: Session, caller: Caller, analysis: Analysis, act
     if action in ("generate_inputs", "generate_and_run"):
         analysis.input_file = analysis.lookup_success_file = analysis.lookup_errors_file = None
         analysis.input_generation_traceback_file = None
+        analysis.lookup_chunks = None
     if action in ("run", "generate_and_run"):
         analysis.output_file = analysis.run_traceback_file = None
+        analysis.analysis_chunks = analysis.num_events_total = None
     analysis.status = S.RUN_QUEUED if action == "run" else S.INPUTS_GENERATION_QUEUED
     db.flush()
 
@@ -392,6 +452,12 @@ def list_analyses(request: Request, db: DbDep, caller: CallerDep, settings: Sett
                                      .join(Group, Group.id == portfolio_groups.c.group_id)
                                      .where(portfolio_groups.c.portfolio_id.in_(portfolio_ids))):
             groups[pid].append(group)
+    links: dict[int, list[int]] = {row["id"]: [] for row in rows}
+    if rows:
+        for aid, data_file in db.execute(select(analysis_data_files.c.analysis_id, analysis_data_files.c.data_file_id)
+                                         .where(analysis_data_files.c.analysis_id.in_(list(links)))
+                                         .order_by(analysis_data_files.c.data_file_id)):
+            links[aid].append(data_file)
     out = []
     for row in rows:
         if row["status"] in ACTIVE:
@@ -401,7 +467,7 @@ def list_analyses(request: Request, db: DbDep, caller: CallerDep, settings: Sett
             analysis = SimpleNamespace(**row)
         analysis.portfolio_id, analysis.model_id = row["portfolio_id"], row["model_id"]
         out.append(analysis_json(request, analysis, db, has_settings=bool(row["has"]), api=api,
-                                 groups=sorted(groups[row["portfolio_id"]])))
+                                 groups=sorted(groups[row["portfolio_id"]]), data_files=links[row["id"]]))
     if limit is None:
         return json_reply(out)
     count = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -435,7 +501,8 @@ def create_analysis(request: Request, body: AnalysisIn, db: DbDep, caller: Calle
                     ) -> dict[str, Any]:
     portfolio = _portfolio_for(db, body.portfolio, caller)
     analysis = new_analysis(db, caller, settings, name=body.name, portfolio=portfolio, model_pk=body.model,
-                            priority=body.priority, analysis_settings=body.settings)
+                            priority=body.priority, analysis_settings=body.settings,
+                            data_file_ids=body.complex_model_data_files)
     db.flush()
     return analysis_json(request, analysis, db, [])
 
@@ -461,6 +528,9 @@ def _update(request: Request, analysis_pk: int, fields: dict[str, Any], db: Sess
     if fields.get("settings") is not None:
         _raise_for_settings(fields["settings"])
         analysis.settings = fields["settings"]
+    if fields.get("complex_model_data_files") is not None:
+        analysis.complex_model_data_files = data_files_for(db, fields["complex_model_data_files"], caller,
+                                                           "complex_model_data_files")
     db.flush()
     return _detail(request, db, settings, analysis)
 
@@ -750,3 +820,189 @@ def _tar_routes(name: str, column: str) -> None:
 
 _tar_routes("input_file", "input_file")
 _tar_routes("output_file", "output_file")
+
+
+# ----------------------------------------------------------------------------- resume (issue 8)
+
+RESUMABLE = {S.INPUTS_GENERATION_ERROR: S.INPUTS_GENERATION_STARTED, S.RUN_ERROR: S.RUN_STARTED}
+
+
+@router.post("/{analysis_pk}/resume/", summary="Re-run only the failed part of the failed run "
+             "(its failed and stopped task instances; finished chunks are kept)")
+def resume(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+           ) -> dict[str, Any]:
+    from perilflow.plugins.api.gateway import resume_targets
+
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    gateway = gateway_of(request)
+    sync(db, settings, gateway, analysis)
+    if analysis.status not in RESUMABLE:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; resume is allowed only "
+                            f"from {', '.join(sorted(RESUMABLE))} (start a new run with generate_inputs/ or run/)")
+    if not may_change(analysis.model, caller):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"you are not a member of model {analysis.model_id}'s groups")
+    info = gateway.run_info(analysis.dag_id, analysis.run_id) if analysis.dag_id and analysis.run_id else None
+    if info is None or info.state != "failed":
+        state = "gone from Airflow (airflow db clean?)" if info is None else info.state
+        raise HTTPException(status.HTTP_409_CONFLICT, f"the analysis's DAG run {analysis.run_id} is {state}; only a "
+                            "failed run can be resumed: start a new run with generate_inputs/ or run/")
+    if not resume_targets(gateway.task_instances(analysis.dag_id, analysis.run_id)):
+        raise HTTPException(status.HTTP_409_CONFLICT, f"DAG run {analysis.run_id} has no failed task to re-run "
+                            "(it was cancelled); start a new run with generate_inputs/ or run/")
+    # as cancel: commit first, the run's listener (this process) updates this row when the run restarts
+    db.commit()
+    try:
+        gateway.resume(analysis.dag_id, analysis.run_id)
+    except WorkflowError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+    if analysis.status == S.RUN_ERROR:
+        analysis.run_traceback_file = None
+    else:
+        analysis.input_generation_traceback_file = None
+    analysis.status = RESUMABLE[S(analysis.status)]
+    analysis.task_finished = None
+    db.flush()
+    return _detail(request, db, settings, analysis)
+
+
+# ----------------------------------------------------------------------------- settings as a file
+
+
+@router.get("/{analysis_pk}/settings_file/", summary="The analysis settings as a JSON file", response_model=None)
+def get_settings_file(analysis_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    if analysis.settings is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no settings file")
+    return Response(json.dumps(analysis.settings, indent=2), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="analysis-{analysis.id}-settings.json"'})
+
+
+@router.post("/{analysis_pk}/settings_file/",
+             summary="Upload the analysis settings file (multipart field `file`, JSON, ods-tools schema)")
+def post_settings_file(request: Request, analysis_pk: int, file: UploadFile, db: DbDep, caller: CallerDep,
+                       settings: SettingsDep) -> dict[str, Any]:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    data = files.read_json_upload(settings, file)
+    _raise_for_settings(data)
+    analysis.settings = data
+    db.flush()
+    return {"created": analysis.modified, "file": f"{api_base(request)}/v2/analyses/{analysis.id}/settings_file/",
+            "filename": file.filename or "analysis_settings.json", "content_type": "application/json"}
+
+
+@router.delete("/{analysis_pk}/settings_file/", status_code=status.HTTP_204_NO_CONTENT)
+def delete_settings_file(analysis_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    if analysis.settings is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no settings file")
+    analysis.settings = None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# ----------------------------------------------------------------------------- more files of the run
+
+#: the reference's DELETE-able file routes (GET DELETE): the column to clear and its file
+_DELETABLE = ("output_file", "run_traceback_file", "input_generation_traceback_file")
+
+
+def _delete_route(name: str) -> None:
+    @router.delete(f"/{{analysis_pk}}/{name}/", status_code=status.HTTP_204_NO_CONTENT, name=f"delete_{name}",
+                   summary=f"Remove the {name.replace('_', ' ')} (409 while the analysis runs)")
+    def delete(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+               ) -> Response:
+        analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+        sync(db, settings, gateway_of(request), analysis)
+        if analysis.status in ACTIVE:
+            raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; cancel it or wait "
+                                "for it to finish before removing its files")
+        uri = getattr(analysis, name)
+        if not uri:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no {name.replace('_', ' ')}")
+        setattr(analysis, name, None)
+        files.remove(settings, uri)
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+for _name in _DELETABLE:
+    _delete_route(_name)
+
+
+def _run_logs(settings: ApiSettings, analysis: Analysis) -> tuple[Any, list[Any]]:
+    folder = files.storage_path(settings, f"{_folder(settings, analysis, 'losses')}/logs")
+    logs = sorted((p for p in folder.iterdir() if p.name.endswith(".log")), key=lambda p: p.name) \
+        if _had_losses_run(analysis) and folder.exists() else []
+    return folder, logs
+
+
+@router.get("/{analysis_pk}/run_log_file/", summary="The logs of the losses run's model steps, one after another",
+            response_model=None)
+def run_log_file(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                 ) -> Response:
+    from fastapi.responses import StreamingResponse
+
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    sync(db, settings, gateway_of(request), analysis)
+    _, logs = _run_logs(settings, analysis)
+    if not logs:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no run log: its losses run has "
+                            "not ended, or the logs were removed")
+
+    def body() -> Any:
+        for path in logs:
+            yield f"==> {path.name} <==\n".encode()
+            with path.open("rb") as handle:
+                while piece := handle.read(files.CHUNK):
+                    yield piece
+            yield b"\n"
+
+    return StreamingResponse(body(), media_type="text/plain", headers={
+        "Content-Disposition": f'attachment; filename="analysis-{analysis.id}-run_log.txt"'})
+
+
+@router.delete("/{analysis_pk}/run_log_file/", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove the losses run's logs (409 while the analysis runs)")
+def delete_run_log_file(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                        ) -> Response:
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    sync(db, settings, gateway_of(request), analysis)
+    if analysis.status in ACTIVE:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; cancel it or wait for "
+                            "it to finish before removing its logs")
+    folder, logs = _run_logs(settings, analysis)
+    if not logs:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no run log")
+    folder.rmdir(recursive=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _not_produced(name: str, what: str) -> None:
+    @router.get(f"/{{analysis_pk}}/{name}/", name=name, response_model=None,
+                summary=f"The {what} (not produced by Perilflow's input generation yet: 404)")
+    def missing(analysis_pk: int, db: DbDep, caller: CallerDep) -> Response:
+        get_visible(db, Analysis, analysis_pk, caller, WHAT)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Perilflow's input generation does not write the {what}; "
+                            "input_file/ holds the Oasis input files and lookup_success_file/ the keys")
+
+
+_not_produced("lookup_validation_file", "lookup validation file (exposure_summary_report.json)")
+_not_produced("summary_levels_file", "summary levels file (exposure_summary_levels.json)")
+
+
+@router.get("/{analysis_pk}/storage_links/", summary="Storage keys of the analysis's files (relative to the "
+                                                     "storage base when inside it)")
+def storage_links(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
+                  ) -> dict[str, Any]:
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    sync(db, settings, gateway_of(request), analysis)
+    links = {name: files.storage_key(settings, getattr(analysis, name)) for name in FILE_FIELDS}
+    return {**links, "settings_file": None, "lookup_validation_file": None, "summary_levels_file": None,
+            "run_log_file": (f"{files.storage_key(settings, _folder(settings, analysis, 'losses'))}/logs/"
+                             if _had_losses_run(analysis) else None)}
+
+
+@router.get("/{analysis_pk}/data_files/", summary="The analysis's complex model data files")
+def analysis_data_file_list(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep) -> list[dict[str, Any]]:
+    from perilflow.plugins.api.routes.data_files import data_file_json
+
+    analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
+    return [data_file_json(request, d) for d in analysis.complex_model_data_files]

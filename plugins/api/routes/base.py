@@ -1,4 +1,5 @@
-"""Unversioned routes: healthcheck, server_info, oed_peril_codes, access_token, refresh_token."""
+"""Unversioned routes: healthcheck, healthcheck_connections, server_info, oed_peril_codes, access_token,
+refresh_token."""
 
 from __future__ import annotations
 
@@ -17,6 +18,43 @@ router = APIRouter(tags=["base"])
 @router.get("/healthcheck/", summary="Liveness check (no authentication)")
 def healthcheck() -> dict[str, str]:
     return {"status": "OK"}
+
+
+@router.get("/healthcheck_connections/", response_model=None,
+            summary="Deep check: product DB, storage and Airflow's metadata DB (no authentication; 503 if one is down)")
+def healthcheck_connections(request: Request, settings: SettingsDep) -> Any:
+    """``{"status": "OK", ...}`` as the reference, with one entry per connection; 503 naming what is down.
+    Only "OK"/"ERROR" per connection: the details go to the server log, not to anonymous callers."""
+    import logging
+
+    from fastapi.responses import JSONResponse
+    from sqlalchemy import text
+
+    from perilflow.plugins.api import files
+
+    log = logging.getLogger(__name__)
+    checks: dict[str, str] = {}
+    try:
+        with request.app.state.perilflow_engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["database"] = "OK"
+    except Exception:  # noqa: BLE001 - any driver error means "down"
+        log.exception("healthcheck: the product DB does not answer")
+        checks["database"] = "ERROR"
+    try:
+        files.storage_path(settings, settings.storage_url).exists()
+        checks["storage"] = "OK"
+    except Exception:  # noqa: BLE001 - any fsspec/boto error means "down"
+        log.exception("healthcheck: storage %s does not answer", settings.storage_url)
+        checks["storage"] = "ERROR"
+    try:
+        request.app.state.perilflow_gateway.ping()
+        checks["airflow"] = "OK"
+    except Exception:  # noqa: BLE001 - WorkflowError or a driver error
+        log.exception("healthcheck: Airflow's metadata DB does not answer")
+        checks["airflow"] = "ERROR"
+    ok = all(value == "OK" for value in checks.values())
+    return JSONResponse({"status": "OK" if ok else "ERROR", **checks}, status_code=200 if ok else 503)
 
 
 @router.get("/server_info/", summary="Versions and the auth type (no authentication)")

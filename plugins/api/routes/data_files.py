@@ -23,6 +23,7 @@ from perilflow.plugins.api.auth import (
     resolve_groups,
     visible,
 )
+from perilflow.plugins.api.pagination import LimitQuery, OffsetQuery, paginate
 from perilflow.plugins.db.models import DataFile, StoredFile
 
 router = APIRouter(prefix="/v2/data_files", tags=["data_files"])
@@ -56,10 +57,12 @@ def data_file_json(request: Request, d: DataFile) -> dict[str, Any]:
     }
 
 
-@router.get("/", summary="List data files (filters: file_description, file_category and __contains)")
+@router.get("/", summary="List data files (filters: file_description, file_category and __contains; "
+                         "limit/offset pagination when limit is given)", response_model=None)
 def list_data_files(request: Request, db: DbDep, caller: CallerDep, file_description: str | None = None,
                     file_description__contains: str | None = None, file_category: str | None = None,
-                    file_category__contains: str | None = None) -> list[dict[str, Any]]:
+                    file_category__contains: str | None = None, limit: LimitQuery = None, offset: OffsetQuery = 0
+                    ) -> list[dict[str, Any]] | dict[str, Any]:
     stmt = select(DataFile).order_by(DataFile.id)
     clause = visible(DataFile, caller)
     if clause is not None:
@@ -70,7 +73,7 @@ def list_data_files(request: Request, db: DbDep, caller: CallerDep, file_descrip
             stmt = stmt.where(column == exact)
         if part is not None:
             stmt = stmt.where(column.contains(part, autoescape=True))
-    return [data_file_json(request, d) for d in db.scalars(stmt)]
+    return paginate(request, db, stmt, limit, offset, lambda d: data_file_json(request, d))
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, summary="Create a data file (then POST its content/)")

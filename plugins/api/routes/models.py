@@ -1,15 +1,37 @@
-"""``/v2/models/``: CRUD (DELETE is soft), settings, chunking and scaling configuration, versions."""
+"""``/v2/models/``: CRUD (DELETE is soft), settings, chunking and scaling configuration, versions,
+linked data files, storage links and the analysis-settings templates (``setting_templates/``)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, Response, status
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from perilflow.plugins.api.auth import CallerDep, DbDep, api_base, get_changeable, get_visible, resolve_groups, visible
-from perilflow.plugins.api.schemas import ChunkingIn, ModelIn, ModelPatch
-from perilflow.plugins.db.models import Model
+from perilflow.plugins.api.auth import (
+    Caller,
+    CallerDep,
+    DbDep,
+    SettingsDep,
+    api_base,
+    get_changeable,
+    get_visible,
+    resolve_groups,
+    visible,
+)
+from perilflow.plugins.api.pagination import LimitQuery, OffsetQuery, paginate
+from perilflow.plugins.api.schemas import (
+    ChunkingIn,
+    DataFileLinksIn,
+    ModelIn,
+    ModelPatch,
+    ScalingIn,
+    TemplateIn,
+    TemplatePatch,
+)
+from perilflow.plugins.db.models import Analysis, Model, SettingsTemplate
 
 router = APIRouter(prefix="/v2/models", tags=["models"])
 WHAT = "model"
@@ -19,7 +41,7 @@ def model_json(request: Request, model: Model) -> dict[str, Any]:
     base = f"{api_base(request)}/v2/models/{model.id}"
     return {
         "id": model.id, "supplier_id": model.supplier_id, "model_id": model.model_id, "version_id": model.version_id,
-        "created": model.created, "modified": model.modified, "data_files": [],
+        "created": model.created, "modified": model.modified, "data_files": [d.id for d in model.data_files],
         "settings": f"{base}/settings/", "versions": f"{base}/versions/",
         "scaling_configuration": f"{base}/scaling_configuration/",
         "chunking_configuration": f"{base}/chunking_configuration/",
@@ -27,11 +49,13 @@ def model_json(request: Request, model: Model) -> dict[str, Any]:
     }
 
 
-@router.get("/", summary="List models (filters: supplier_id, model_id, version_id and their __contains)")
+@router.get("/", summary="List models (filters: supplier_id, model_id, version_id and their __contains; "
+                         "limit/offset pagination when limit is given)", response_model=None)
 def list_models(request: Request, db: DbDep, caller: CallerDep, supplier_id: str | None = None,
                 model_id: str | None = None, version_id: str | None = None,
                 supplier_id__contains: str | None = None, model_id__contains: str | None = None,
-                version_id__contains: str | None = None) -> list[dict[str, Any]]:
+                version_id__contains: str | None = None, limit: LimitQuery = None, offset: OffsetQuery = 0
+                ) -> list[dict[str, Any]] | dict[str, Any]:
     stmt = select(Model).where(Model.deleted.is_(False)).order_by(Model.id)
     clause = visible(Model, caller)
     if clause is not None:
@@ -43,7 +67,7 @@ def list_models(request: Request, db: DbDep, caller: CallerDep, supplier_id: str
             stmt = stmt.where(column == exact)
         if part is not None:
             stmt = stmt.where(column.contains(part, autoescape=True))
-    return [model_json(request, m) for m in db.scalars(stmt)]
+    return paginate(request, db, stmt, limit, offset, lambda m: model_json(request, m))
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, summary="Create a model (re-activates a deleted one)")
@@ -59,9 +83,16 @@ def create_model(request: Request, body: ModelIn, db: DbDep, caller: CallerDep) 
     model.run_mode = body.run_mode
     model.runtime = body.runtime
     model.groups = resolve_groups(db, body.groups, caller)
+    model.data_files = _data_files(db, body.data_files, caller)
     db.add(model)
     db.flush()
     return model_json(request, model)
+
+
+def _data_files(db: Session, ids: list[int], caller: Caller) -> list[Any]:
+    from perilflow.plugins.api.routes.analyses import data_files_for
+
+    return data_files_for(db, ids, caller, "data_files")
 
 
 @router.get("/{model_pk}/", summary="One model")
@@ -78,6 +109,8 @@ def _update(request: Request, model_pk: int, body: ModelPatch, db: DbDep, caller
             setattr(model, name, fields[name])
     if "groups" in fields:
         model.groups = resolve_groups(db, fields["groups"], caller)
+    if fields.get("data_files") is not None:
+        model.data_files = _data_files(db, fields["data_files"], caller)
     db.flush()
     return model_json(request, model)
 
@@ -156,6 +189,211 @@ SCALING_DEFAULTS: dict[str, Any] = {"scaling_strategy": "FIXED_WORKERS", "worker
 def get_scaling(model_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
     model = get_visible(db, Model, model_pk, caller, WHAT)
     return {**SCALING_DEFAULTS, **(model.scaling or {})}
+
+
+def _parse(schema: type[BaseModel], data: Any) -> Any:
+    """``data`` through ``schema``; 400 ``{field: [messages]}`` as the reference's serializers answer."""
+    if not isinstance(data, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"non_field_errors": ["send a JSON object"]})
+    try:
+        return schema.model_validate(data)
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "non_field_errors"
+            errors.setdefault(field, []).append(err["msg"])
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, errors) from None
+
+
+@router.post("/{model_pk}/scaling_configuration/",
+             summary="Set ModelScalingOptions (FIXED_WORKERS, QUEUE_LOAD or DYNAMIC_TASKS; 400 names a bad field)")
+def post_scaling(model_pk: int, db: DbDep, caller: CallerDep, data: Annotated[Any, Body()]) -> dict[str, Any]:
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    merged = {**SCALING_DEFAULTS, **(model.scaling or {}), **(data if isinstance(data, dict) else {})}
+    body: ScalingIn = _parse(ScalingIn, data if not isinstance(data, dict) else merged)
+    errors: dict[str, list[str]] = {}
+    if body.worker_count_min > body.worker_count_max:
+        field = "worker_count_max" if "worker_count_max" in data and "worker_count_min" not in data \
+            else "worker_count_min"
+        errors[field] = [f"worker_count_min ({body.worker_count_min}) must not exceed worker_count_max "
+                         f"({body.worker_count_max})"]
+    if model.run_mode == "V1" and body.scaling_strategy == "DYNAMIC_TASKS":
+        errors["scaling_strategy"] = ["a V1 model can only use FIXED_WORKERS or QUEUE_LOAD"]
+    if errors:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, errors)
+    model.scaling = body.model_dump()
+    return model.scaling
+
+
+@router.get("/{model_pk}/data_files/", summary="The model's data files")
+def model_data_files(request: Request, model_pk: int, db: DbDep, caller: CallerDep) -> list[dict[str, Any]]:
+    from perilflow.plugins.api.routes.data_files import data_file_json
+
+    model = get_visible(db, Model, model_pk, caller, WHAT)
+    return [data_file_json(request, d) for d in model.data_files if may_see_data_file(d, caller)]
+
+
+def may_see_data_file(d: Any, caller: Caller) -> bool:
+    names = {g.name for g in d.groups}
+    return caller.admin or not names or bool(names & caller.groups)
+
+
+@router.post("/{model_pk}/data_files/", summary="Link data files to the model ({\"data_files\": [ids]} replaces "
+                                                "the links)")
+def link_data_files(request: Request, model_pk: int, body: DataFileLinksIn, db: DbDep, caller: CallerDep
+                    ) -> list[dict[str, Any]]:
+    from perilflow.plugins.api.routes.data_files import data_file_json
+
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    model.data_files = _data_files(db, body.data_files, caller)
+    db.flush()
+    return [data_file_json(request, d) for d in model.data_files]
+
+
+@router.get("/{model_pk}/storage_links/", summary="Where the model's files are: its data files' object keys and "
+                                                  "the runtime folders (relative to the model root)")
+def model_storage_links(model_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> dict[str, Any]:
+    from perilflow.plugins.api import files
+
+    model = get_visible(db, Model, model_pk, caller, WHAT)
+    runtime = model.runtime or {}
+    return {"data_files": {str(d.id): files.storage_key(settings, d.file.uri) if d.file else None
+                           for d in model.data_files if may_see_data_file(d, caller)},
+            **{key: runtime.get(key) for key in ("model_data_dir", "lookup_data_dir", "lookup_config_json",
+                                                 "model_settings_json")}}
+
+
+# ----------------------------------------------------------------------------- settings templates
+
+
+def template_json(request: Request, model_pk: int, t: SettingsTemplate) -> dict[str, Any]:
+    base = f"{api_base(request)}/v2/models/{model_pk}/setting_templates/{t.id}"
+    return {"id": t.id, "name": t.name, "description": t.description,
+            "file_url": f"{base}/content/" if t.settings is not None else None,
+            "created": t.created, "modified": t.modified}
+
+
+def _template(db: Session, model: Model, template_pk: int) -> SettingsTemplate:
+    t = db.get(SettingsTemplate, template_pk)
+    if t is None or t.model_id != model.id:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"settings template {template_pk} of model {model.id} not found")
+    return t
+
+
+def _settings_or_400(data: Any, field: str) -> dict[str, Any]:
+    from perilflow.plugins.api.routes.analyses import validate_analysis_settings
+
+    if not isinstance(data, dict):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: ["the analysis settings must be a JSON object"]})
+    errors = validate_analysis_settings(data)
+    if errors:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [f"{k}: {m}" for k, v in errors.items() for m in v]})
+    return data
+
+
+@router.get("/{model_pk}/setting_templates/", summary="The model's analysis-settings templates")
+def list_templates(request: Request, model_pk: int, db: DbDep, caller: CallerDep) -> list[dict[str, Any]]:
+    model = get_visible(db, Model, model_pk, caller, WHAT)
+    return [template_json(request, model.id, t) for t in model.templates]
+
+
+@router.post("/{model_pk}/setting_templates/", status_code=status.HTTP_201_CREATED,
+             summary="Create a template: `file` (analysis settings JSON) or `analysis_id` to copy its settings")
+def create_template(request: Request, model_pk: int, body: TemplateIn, db: DbDep, caller: CallerDep
+                    ) -> dict[str, Any]:
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    if body.file is not None and body.analysis_id is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"analysis_id": ["give either file or analysis_id"]})
+    content = _settings_or_400(body.file, "file") if body.file is not None else None
+    if body.analysis_id is not None:
+        clause = visible(Analysis, caller)
+        stmt = select(Analysis).where(Analysis.id == body.analysis_id)
+        analysis = db.scalar(stmt if clause is None else stmt.where(clause))
+        if analysis is None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                {"analysis_id": [f"analysis {body.analysis_id} not found"]})
+        if analysis.settings is None:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, {"analysis_id": [
+                f"analysis {body.analysis_id} has no settings; POST them to its settings/ first"]})
+        content = analysis.settings
+    t = SettingsTemplate(model=model, name=body.name, description=body.description, settings=content,
+                         creator=caller.name)
+    db.add(t)
+    db.flush()
+    return template_json(request, model.id, t)
+
+
+@router.get("/{model_pk}/setting_templates/{template_pk}/", summary="One template")
+def get_template(request: Request, model_pk: int, template_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    model = get_visible(db, Model, model_pk, caller, WHAT)
+    return template_json(request, model.id, _template(db, model, template_pk))
+
+
+def _update_template(request: Request, model_pk: int, template_pk: int, fields: dict[str, Any], db: Session,
+                     caller: Caller) -> dict[str, Any]:
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    t = _template(db, model, template_pk)
+    if fields.get("name") is not None:
+        t.name = fields["name"]
+    if fields.get("description") is not None:
+        t.description = fields["description"]
+    if fields.get("file") is not None:
+        t.settings = _settings_or_400(fields["file"], "file")
+    db.flush()
+    return template_json(request, model.id, t)
+
+
+@router.put("/{model_pk}/setting_templates/{template_pk}/", summary="Replace a template's fields")
+def put_template(request: Request, model_pk: int, template_pk: int, body: TemplateIn, db: DbDep, caller: CallerDep
+                 ) -> dict[str, Any]:
+    if body.analysis_id is not None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"analysis_id": ["only on create; send file instead"]})
+    return _update_template(request, model_pk, template_pk, body.model_dump(), db, caller)
+
+
+@router.patch("/{model_pk}/setting_templates/{template_pk}/", summary="Change some of a template's fields")
+def patch_template(request: Request, model_pk: int, template_pk: int, body: TemplatePatch, db: DbDep,
+                   caller: CallerDep) -> dict[str, Any]:
+    return _update_template(request, model_pk, template_pk, body.model_dump(exclude_unset=True), db, caller)
+
+
+@router.delete("/{model_pk}/setting_templates/{template_pk}/", status_code=status.HTTP_204_NO_CONTENT)
+def delete_template(model_pk: int, template_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    db.delete(_template(db, model, template_pk))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{model_pk}/setting_templates/{template_pk}/content/", summary="The template's analysis settings")
+def get_template_content(model_pk: int, template_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    model = get_visible(db, Model, model_pk, caller, WHAT)
+    t = _template(db, model, template_pk)
+    if t.settings is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"settings template {template_pk} has no content")
+    return t.settings
+
+
+@router.post("/{model_pk}/setting_templates/{template_pk}/content/",
+             summary="Set the template's analysis settings (ods-tools schema; 400 names fields)")
+def post_template_content(model_pk: int, template_pk: int, db: DbDep, caller: CallerDep,
+                          data: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    from perilflow.plugins.api.routes.analyses import _raise_for_settings
+
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    t = _template(db, model, template_pk)
+    _raise_for_settings(data)
+    t.settings = data
+    return data
+
+
+@router.delete("/{model_pk}/setting_templates/{template_pk}/content/", status_code=status.HTTP_204_NO_CONTENT)
+def delete_template_content(model_pk: int, template_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    model = get_changeable(db, Model, model_pk, caller, WHAT)
+    t = _template(db, model, template_pk)
+    if t.settings is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"settings template {template_pk} has no content")
+    t.settings = None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.get("/{model_pk}/versions/", summary="Versions of the platform and libraries")

@@ -1,14 +1,20 @@
-"""``/v2/portfolios/``: CRUD, OED file upload/download/delete, validate, create_analysis."""
+"""``/v2/portfolios/``: CRUD, OED file upload/download/delete, validate, create_analysis, storage_links,
+exposure_run (the kernel's deterministic run, in the request for small portfolios) and its errors_file."""
 
 from __future__ import annotations
 
-from typing import Any
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, Body, HTTPException, Request, Response, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from perilflow.plugins.api import files
 from perilflow.plugins.api.auth import (
+    Caller,
     CallerDep,
     DbDep,
     SettingsDep,
@@ -18,8 +24,10 @@ from perilflow.plugins.api.auth import (
     resolve_groups,
     visible,
 )
+from perilflow.plugins.api.pagination import LimitQuery, OffsetQuery, paginate
 from perilflow.plugins.api.schemas import CreateAnalysisIn, PortfolioIn, PortfolioPatch
-from perilflow.plugins.db.models import Portfolio, StoredFile
+from perilflow.plugins.db.models import Analysis, DataFile, Portfolio, StoredFile
+from perilflow.plugins.settings import ApiSettings
 
 router = APIRouter(prefix="/v2/portfolios", tags=["portfolios"])
 WHAT = "portfolio"
@@ -47,14 +55,17 @@ def portfolio_json(request: Request, p: Portfolio) -> dict[str, Any]:
         "groups": sorted(g.name for g in p.groups),
         **{name: _file_json(base, name, getattr(p, column)) for name, (column, _) in FILE_KINDS.items()},
         "storage_links": f"{base}/storage_links/",
-        "exposure_status": "NONE", "validation_status": p.validation_status, "exposure_transform_status": "NONE",
+        "exposure_status": p.exposure_status, "validation_status": p.validation_status,
+        "exposure_transform_status": "NONE",
         "currency_conversion_json": None, "reporting_currency": None,
     }
 
 
-@router.get("/", summary="List portfolios (filters: name, name__contains)")
+@router.get("/", summary="List portfolios (filters: name, name__contains; limit/offset pagination when limit is given)",
+            response_model=None)
 def list_portfolios(request: Request, db: DbDep, caller: CallerDep, name: str | None = None,
-                    name__contains: str | None = None) -> list[dict[str, Any]]:
+                    name__contains: str | None = None, limit: LimitQuery = None, offset: OffsetQuery = 0
+                    ) -> list[dict[str, Any]] | dict[str, Any]:
     stmt = select(Portfolio).order_by(Portfolio.id)
     clause = visible(Portfolio, caller)
     if clause is not None:
@@ -63,7 +74,7 @@ def list_portfolios(request: Request, db: DbDep, caller: CallerDep, name: str | 
         stmt = stmt.where(Portfolio.name == name)
     if name__contains is not None:
         stmt = stmt.where(Portfolio.name.contains(name__contains, autoescape=True))
-    return [portfolio_json(request, p) for p in db.scalars(stmt)]
+    return paginate(request, db, stmt, limit, offset, lambda p: portfolio_json(request, p))
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, summary="Create a portfolio")
@@ -111,11 +122,17 @@ def delete_portfolio(portfolio_pk: int, db: DbDep, caller: CallerDep) -> Respons
 def _file_routes(name: str, column: str) -> None:
     label = name.replace("_", " ")
 
-    @router.get(f"/{{portfolio_pk}}/{name}/", summary=f"Download the {label}", response_model=None)
-    def download(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+    @router.get(f"/{{portfolio_pk}}/{name}/", summary=f"Download the {label} (?file_format=csv|parquet converts)",
+                response_model=None)
+    def download(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep,
+                 file_format: Literal["csv", "parquet"] | None = None) -> Response:
         stored = getattr(get_visible(db, Portfolio, portfolio_pk, caller, WHAT), column)
         if stored is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no {label}")
+        if file_format is not None and (file_format == "parquet") != files.is_parquet(stored.filename):
+            if not files.storage_path(settings, stored.uri).exists():
+                raise HTTPException(status.HTTP_404_NOT_FOUND, f"the {label} is no longer in storage ({stored.uri})")
+            return files.stream_converted(settings, stored.uri, stored.filename, file_format)
         return files.stream(settings, stored.uri, stored.filename, stored.content_type, missing=label)
 
     @router.post(f"/{{portfolio_pk}}/{name}/", summary=f"Upload the {label} (multipart field 'file'; csv or parquet)")
@@ -126,17 +143,8 @@ def _file_routes(name: str, column: str) -> None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST,
                                 {"file": [f"{file.filename!r}: OED files must be .csv or .parquet"]})
         uri, filename, size = files.store_upload(settings, file, f"portfolios/{p.id}", name)
-        old = getattr(p, column)
-        stored = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name,
-                            content_type=file.content_type or "application/octet-stream")
-        db.add(stored)
-        setattr(p, column, stored)
-        p.validation_status = "NONE"
-        p.validation_errors = None
-        if old is not None:
-            db.delete(old)
-            files.remove(settings, old.uri)
-        db.flush()
+        stored = _replace_file(db, settings, p, column, uri, filename, size, caller,
+                               file.content_type or "application/octet-stream")
         return {"created": stored.created, "file": stored.filename, "filename": stored.filename,
                 "stored": uri.rsplit("/", 1)[-1], "size": size}
 
@@ -154,8 +162,215 @@ def _file_routes(name: str, column: str) -> None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+def _replace_file(db: Session, settings: ApiSettings, p: Portfolio, column: str, uri: str, filename: str, size: int,
+                  caller: Caller, content_type: str) -> StoredFile:
+    """Point ``p.column`` at a new stored file; the old one (row and object) goes; validation starts over."""
+    old = getattr(p, column)
+    stored = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name, content_type=content_type)
+    db.add(stored)
+    setattr(p, column, stored)
+    p.validation_status = "NONE"
+    p.validation_errors = None
+    if old is not None:
+        db.delete(old)
+        files.remove(settings, old.uri)
+    db.flush()
+    return stored
+
+
 for _name, (_column, _) in FILE_KINDS.items():
     _file_routes(_name, _column)
+
+
+# ----------------------------------------------------------------------------- storage links
+
+
+def _check_key_owner(db: Session, caller: Caller, key: str, field: str) -> None:
+    """A key inside another object's storage folder must belong to an object the caller may see (400 otherwise)."""
+    import re
+
+    from perilflow.plugins.api.auth import visible
+
+    owners = ((r"portfolios/(\d+)/", Portfolio), (r"data_files/(\d+)/", DataFile), (r"analysis-(\d+)_", Analysis))
+    for pattern, entity in owners:
+        match = re.match(pattern, key)
+        if match:
+            stmt = select(entity.id).where(entity.id == int(match.group(1)))
+            clause = visible(entity, caller)
+            if db.scalar(stmt if clause is None else stmt.where(clause)) is None:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, {field: [
+                    f"file {key!r} belongs to an object of a group you are not in"]})
+
+
+@router.get("/{portfolio_pk}/storage_links/", summary="Object keys of the portfolio's files in storage")
+def get_storage_links(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> dict[str, Any]:
+    p = get_visible(db, Portfolio, portfolio_pk, caller, WHAT)
+    return {name: files.storage_key(settings, getattr(p, column).uri) if getattr(p, column) else None
+            for name, (column, _) in FILE_KINDS.items()}
+
+
+@router.post("/{portfolio_pk}/storage_links/",
+             summary="Attach files already in storage by object key ({location_file: key, ...}); they are copied")
+def post_storage_links(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep,
+                       body: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    unknown = sorted(set(body) - set(FILE_KINDS))
+    if unknown:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {name: [
+            f"not a portfolio file; use {', '.join(FILE_KINDS)}"] for name in unknown})
+    wanted = {name: key for name, key in body.items() if key is not None}
+    if not wanted:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"non_field_errors": [
+            f"at least one file field reference required from [{', '.join(FILE_KINDS)}]"]})
+    errors: dict[str, list[str]] = {}
+    sources: dict[str, str] = {}
+    for name, key in wanted.items():
+        try:
+            sources[name] = files.resolve_key(settings, key, name)
+            if not str(key).lower().endswith(OED_SUFFIXES):
+                raise HTTPException(status.HTTP_400_BAD_REQUEST,
+                                    {name: [f"{key!r}: OED files must be .csv or .parquet"]})
+            _check_key_owner(db, caller, str(key).strip(), name)
+        except HTTPException as exc:
+            errors.update(exc.detail if isinstance(exc.detail, dict) else {name: [str(exc.detail)]})
+    if errors:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, errors)
+    for name, source in sources.items():
+        uri, filename, size = files.copy_in_storage(settings, source, f"portfolios/{p.id}", name)
+        content_type = "application/octet-stream" if files.is_parquet(filename) else "text/csv"
+        _replace_file(db, settings, p, FILE_KINDS[name][0], uri, filename, size, caller, content_type)
+    return get_storage_links(portfolio_pk, db, caller, settings)
+
+
+# ----------------------------------------------------------------------------- exposure run
+
+#: locations above this are refused by exposure_run/: it runs in the API's request, not on a worker
+EXPOSURE_RUN_MAX_LOCATIONS = 20_000
+
+
+class ExposureRunParams(BaseModel):
+    """The reference's ``oasislmf exposure run`` parameters that Perilflow's deterministic run supports."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loss_factor: list[float] | float = Field(default=[1.0], description="ground-up loss as a fraction of TIV")
+    model_perils_covered: list[str] | str = Field(default=["WTC"], description="perils or peril groups covered")
+    kernel_alloc_rule_il: Literal[2] = Field(default=2, description="only rule 2 (the reference's default)")
+    kernel_alloc_rule_ri: Literal[3] = Field(default=3, description="only rule 3 (the reference's default)")
+    fmpy_low_memory: bool = False
+
+
+class ExposureRunIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    params: ExposureRunParams = Field(default_factory=ExposureRunParams)
+
+
+def _store_text(settings: ApiSettings, db: Session, p: Portfolio, column: str, local: Path, name: str,
+                caller: Caller, content_type: str) -> StoredFile:
+    uri = f"{settings.storage_url}/portfolios/{p.id}/{name}"
+    target = files.storage_path(settings, uri)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp"
+    with local.open("rb") as src, tmp.open("wb") as out:
+        while piece := src.read(files.CHUNK):
+            out.write(piece)
+    tmp.rename(target)
+    old = getattr(p, column)
+    stored = StoredFile(uri=uri, filename=name, size=local.stat().st_size, creator=caller.name,
+                        content_type=content_type)
+    db.add(stored)
+    setattr(p, column, stored)
+    if old is not None:
+        db.delete(old)
+        if old.uri != uri:
+            files.remove(settings, old.uri)
+    return stored
+
+
+@router.post("/{portfolio_pk}/exposure_run/",
+             summary="Run the deterministic exposure run (loss factor x TIV through the financial terms) now; "
+                     f"up to {EXPOSURE_RUN_MAX_LOCATIONS} locations")
+def exposure_run(request: Request, portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep,
+                 body: Annotated[ExposureRunIn | None, Body()] = None) -> dict[str, Any]:
+    """Runs in the request: a small portfolio takes seconds, and the kernel needs no model data.
+    A larger one belongs on a worker (a DAG), so it is refused (400) rather than tying up the api-server."""
+    from types import SimpleNamespace
+
+    from perilflow.kernel.inputs.exposure_run import exposure_run as run
+    from perilflow.operators.storage import count_location_rows
+
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    params = (body or ExposureRunIn()).params
+    if p.location_file is None or p.accounts_file is None:
+        p.exposure_status = "INSUFFICIENT_DATA"
+        db.commit()
+        missing = [n for n, f in (("location_file", p.location_file), ("accounts_file", p.accounts_file)) if f is None]
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {n: [f"upload the {n.replace('_', ' ')} first"]
+                                                          for n in missing})
+    cfg = SimpleNamespace(storage_conn_id=settings.storage_conn_id)
+    try:
+        rows = count_location_rows(cfg, p.location_file.uri)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"location_file": [str(exc)]}) from None
+    if rows > EXPOSURE_RUN_MAX_LOCATIONS:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"location_file": [
+            f"{rows} locations; exposure_run/ runs in the API process and takes up to "
+            f"{EXPOSURE_RUN_MAX_LOCATIONS}: run `perilflow exposure-run` on a worker for larger portfolios"]})
+    factors = params.loss_factor if isinstance(params.loss_factor, list) else [params.loss_factor]
+    perils = params.model_perils_covered
+    kinds = {"location": p.location_file, "account": p.accounts_file, "ri_info": p.reinsurance_info_file,
+             "ri_scope": p.reinsurance_scope_file}
+    p.exposure_status = "STARTED"
+    with tempfile.TemporaryDirectory(prefix="perilflow-exposure-") as tmp:
+        from contextlib import ExitStack
+
+        with ExitStack() as stack:
+            local = {k: stack.enter_context(files.local_copy(settings, f.uri, f.filename)) if f is not None else None
+                     for k, f in kinds.items()}
+            try:
+                written = run(local["location"], local["account"], Path(tmp) / "out", local["ri_info"],
+                              local["ri_scope"], peril=perils, loss_factors=factors)
+            except ValueError as exc:  # OedValidationError is a ValueError; both are the user's to fix
+                message = str(exc)
+                for k, f in kinds.items():
+                    if f is not None and local[k] is not None:
+                        message = message.replace(str(local[k]), f.filename)
+                errors = Path(tmp) / "errors.txt"
+                errors.write_text(message + "\n")
+                _store_text(settings, db, p, "run_errors_file", errors, f"portfolio_{p.id}_errors.txt", caller,
+                            "text/plain")
+                p.exposure_status = "ERROR"
+                db.commit()  # keep the outcome although the reply is an error
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, {"exposure_status": "ERROR", "params": [message],
+                                                                  "errors_file": f"{api_base(request)}/v2/portfolios/"
+                                                                                 f"{p.id}/errors_file/"}) from None
+        _store_text(settings, db, p, "exposure_run_file", written["loc_summary"],
+                    f"portfolio_{p.id}_exposure_run.csv", caller, "text/csv")
+    p.exposure_status = "RUN_COMPLETED"
+    db.flush()
+    return {"message": "run completed", "exposure_status": p.exposure_status, "locations": rows,
+            "file": f"{api_base(request)}/v2/portfolios/{p.id}/exposure_run/"}
+
+
+@router.get("/{portfolio_pk}/exposure_run/", summary="The last exposure run's losses per location (CSV)",
+            response_model=None)
+def get_exposure_run(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+    p = get_visible(db, Portfolio, portfolio_pk, caller, WHAT)
+    stored = p.exposure_run_file
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no exposure run result; "
+                            "POST exposure_run/ first")
+    return files.stream(settings, stored.uri, stored.filename, "text/csv", missing="exposure run result")
+
+
+@router.get("/{portfolio_pk}/errors_file/", summary="The errors of the last failed exposure run", response_model=None)
+def errors_file(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+    p = get_visible(db, Portfolio, portfolio_pk, caller, WHAT)
+    stored = p.run_errors_file
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no errors file")
+    return files.stream(settings, stored.uri, stored.filename, "text/plain", missing="errors file")
 
 
 def _validation_json(p: Portfolio) -> dict[str, Any]:
