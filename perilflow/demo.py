@@ -126,6 +126,6 @@ def run_demo(home: Path, *, port: int, out: TextIO = sys.stdout, timeout: float 
     if open_browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform == "darwin"):
         import webbrowser  # only with a screen: on a server it could start a text browser in this terminal
 
-        webbrowser.open(f"{platform.url}/perilflow/ui/")
+        webbrowser.open(f"{platform.url}/plugin/perilflow")
     return {"analysis": final, "output": output, "report": report, "table": table,
             "seconds": time.monotonic() - t0}
