@@ -47,6 +47,12 @@ MANIFEST = "manifest.json"
 WORK_DIR_ENV = "PERILFLOW_WORK_DIR"
 
 
+def task_folder(storage_url: str, task_id: int, run_uuid: str) -> str:
+    """Storage folder of one run of an algorithm task: ``output/``, ``output.log``, ``manifest.json``."""
+    suffix = "".join(c for c in str(run_uuid) if c.isalnum()) or "x"
+    return f"{str(storage_url).rstrip('/')}/algorithm-tasks/task-{int(task_id)}-{suffix}"
+
+
 def safe_relative(name: str) -> PurePosixPath:
     """``name`` as a relative path inside a dataset; refuses absolute paths, ``..`` and empty names."""
     path = PurePosixPath(str(name).replace("\\", "/"))

@@ -43,6 +43,7 @@ from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperato
 from airflow.sdk import DAG
 from kubernetes.client import models as k8s
 
+from perilflow.kernel.datasets import task_folder
 from perilflow.operators.config import PlatformConfig
 from perilflow.operators.model_step import (
     WORK_MOUNT,
@@ -87,13 +88,6 @@ _FILES_SCHEMA: dict[str, Any] = {
     "items": {"type": "object", "required": ["name", "uri"],
               "properties": {"name": {"type": "string", "minLength": 1}, "uri": {"type": "string", "minLength": 1}}},
 }
-
-
-def task_folder(storage_url: str, task_id: int, run_uuid: str) -> str:
-    """Storage folder of one run of an algorithm task: output/, output.log, manifest.json."""
-    from perilflow.operators.storage import safe_name
-
-    return f"{storage_url.rstrip('/')}/algorithm-tasks/task-{int(task_id)}-{safe_name(run_uuid)}"
 
 
 def algorithm_params() -> dict[str, Any]:

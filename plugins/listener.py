@@ -61,7 +61,8 @@ class _KnownState:
 
 def record(dag_id: str, run_id: str, state: str, end_date: Any = None, *, settings: Any = None,
            sessionmaker: Any = None, gateway: Any = None) -> str | None:
-    """Move the analysis whose current run is ``dag_id``/``run_id`` on to ``state``; returns its new status.
+    """Move the analysis (or algorithm task) whose current run is ``dag_id``/``run_id`` on to ``state``; returns
+    its new status.
 
     None when the run is not a Perilflow analysis's current run (another DAG, a rerun since,
     a run triggered outside the API).
@@ -70,14 +71,18 @@ def record(dag_id: str, run_id: str, state: str, end_date: Any = None, *, settin
 
     from perilflow.operators.runconf import GENERATE_AND_RUN, INPUT_GENERATION, LOSSES_GENERATION
     from perilflow.plugins.api.gateway import RunInfo
+    from perilflow.plugins.api.routes import algorithms
     from perilflow.plugins.api.routes.analyses import sync
     from perilflow.plugins.db.models import Analysis
 
-    if dag_id not in (INPUT_GENERATION, LOSSES_GENERATION, GENERATE_AND_RUN):
+    if dag_id not in (INPUT_GENERATION, LOSSES_GENERATION, GENERATE_AND_RUN, algorithms.ALGORITHM_TASK):
         return None
     if settings is None or sessionmaker is None or gateway is None:
         settings, sessionmaker, gateway = _product()
     known = _KnownState(gateway, dag_id, run_id, RunInfo(state=state, end_date=end_date))
+    if dag_id == algorithms.ALGORITHM_TASK:  # an algorithm task's run (issue 9)
+        with sessionmaker.begin() as db:
+            return algorithms.record(db, settings, known, run_id)
     with sessionmaker.begin() as db:
         analysis = db.scalar(select(Analysis).where(Analysis.run_id == run_id, Analysis.dag_id == dag_id)
                              .with_for_update())

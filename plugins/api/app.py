@@ -11,7 +11,10 @@ from fastapi.responses import JSONResponse, Response
 import perilflow
 from perilflow.plugins.api.gateway import WorkflowGateway
 from perilflow.plugins.api.guard import RequestGuard
+from perilflow.plugins.api.routes import algorithms as algorithm_routes
 from perilflow.plugins.api.routes import analyses, base, data_files, groups, models, portfolios, task_statuses
+from perilflow.plugins.api.routes import compare as compare_routes
+from perilflow.plugins.api.routes import datasets as dataset_routes
 from perilflow.plugins.db import make_engine, make_sessionmaker
 from perilflow.plugins.settings import ApiSettings
 from perilflow.plugins.ui import pages as ui_pages
@@ -64,7 +67,10 @@ def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | N
     app.add_middleware(RequestGuard, max_body=settings.max_upload_bytes, limit_mb=settings.max_upload_mb)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(compare_routes.router)  # before analyses: "compare" and "combine" are not analysis ids
     for module in (base, models, portfolios, analyses, task_statuses, data_files, groups):
         app.include_router(module.router)
+    for router in (*algorithm_routes.routers, dataset_routes.router):  # issue 9: algorithm runs and datasets
+        app.include_router(router)
     app.include_router(ui_pages.router)  # the web UI at /perilflow/ui/
     return app

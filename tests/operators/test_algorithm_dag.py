@@ -242,3 +242,80 @@ def test_dag_is_declared(airflow_db) -> None:
     dag = algorithm_task_dag()
     assert dag.dag_id == ALGORITHM_TASK and list(dag.task_dict) == [RUN_TASK]
     assert dag.task_dict[RUN_TASK].retries == 0
+
+
+# ----------------------------------------------------------------------------- through the API
+
+
+@pytest.mark.integration
+def test_api_to_dag_to_api_end_to_end(airflow_db, tmp_path) -> None:
+    """Register, upload, run through the REST API; the triggered conf runs in dag.test(); the API reads the outcome.
+
+    The fake gateway stands in for Airflow's trigger and reads: it hands the API's conf to the
+    real DAG and reports that run's state and task instance back.
+    """
+    import os
+
+    from airflow.api_fastapi.core_api.security import get_user
+    from fastapi.testclient import TestClient
+
+    from perilflow.plugins.api.app import create_app
+    from perilflow.plugins.api.gateway import FakeGateway, RunInfo, TaskInstanceInfo
+    from perilflow.plugins.db.migrate import migrate
+    from perilflow.plugins.settings import ApiSettings
+    from tests.plugins.conftest import auth, fake_get_user
+
+    url = migrate(f"sqlite:///{tmp_path / 'product.db'}")
+    settings = ApiSettings(database_url=url, storage_url=os.environ["PERILFLOW_STORAGE_URL"], max_upload_mb=1,
+                           airflow_url="http://127.0.0.1:9")
+    gateway = FakeGateway()
+    app = create_app(settings, gateway)
+    app.dependency_overrides[get_user] = fake_get_user
+    client = TestClient(app)
+
+    def run_triggered() -> None:
+        dag_id, run_id, conf, _ = gateway.triggered[-1]
+        dr, ti = run(conf)
+        gateway.runs[(dag_id, run_id)] = RunInfo(str(dr.state), dr.start_date, dr.end_date)
+        gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo(ti.task_id, ti.map_index, str(ti.state), ti.try_number,
+                                                          start_date=ti.start_date, end_date=ti.end_date)]
+
+    dataset = client.post("/v2/datasets/", json={"name": "inputs"}, headers=auth("alice")).json()
+    client.post(f"/v2/datasets/{dataset['id']}/files/", headers=auth("alice"),
+                files=[("files", ("a.csv", b"x,y\n1,2\n3,4\n5,6\n")), ("files", ("sub/b.csv", b"z\n7\n"))])
+    counting = client.post("/v2/algorithms/", json={"name": "count rows", "command": ["python", "-c", COUNT_ROWS],
+                                                    "environment": {"GREETING": "hi"}}, headers=auth("alice")).json()
+    failing = client.post("/v2/algorithms/", json={"name": "fails", "command": ["python", "-c", FAILING]},
+                          headers=auth("alice")).json()
+
+    ok = client.post("/v2/algorithm-tasks/", json={"name": "count", "algorithm": counting["id"],
+                                                   "input_dataset": dataset["id"]}, headers=auth("alice")).json()
+    assert client.post(f"/v2/algorithm-tasks/{ok['id']}/run/", headers=auth("alice")).json()["status"] == "QUEUED"
+    run_triggered()
+    task = client.get(f"/v2/algorithm-tasks/{ok['id']}/", headers=auth("alice")).json()
+    assert task["status"] == "SUCCEEDED" and task["exit_code"] == 0, task
+    assert task["timing"]["run_seconds"] is not None and task["timing"]["run_seconds"] >= 0
+    log = client.get(f"/v2/algorithm-tasks/{ok['id']}/output_log/", headers=auth("alice")).text
+    assert "counted 2 files, 4 rows; greeting hi" in log and "a warning on stderr" in log
+    out = client.get(f"/v2/algorithm-tasks/{ok['id']}/output_dataset/", headers=auth("alice")).json()
+    files = {f["name"]: f for f in out["files"]}
+    assert sorted(files) == ["detail/total.txt", "summary.csv"]
+    summary = client.get(f"/v2/datasets/{out['id']}/files/{files['summary.csv']['id']}/", headers=auth("alice"))
+    assert summary.text == "file,rows\na.csv,3\nsub/b.csv,1\n"
+    import io
+    import tarfile
+
+    tar = client.get(f"/v2/datasets/{out['id']}/download/", headers=auth("alice"))
+    with tarfile.open(fileobj=io.BytesIO(tar.content)) as archive:
+        assert archive.extractfile("detail/total.txt").read() == b"4"
+
+    bad = client.post("/v2/algorithm-tasks/", json={"name": "fail", "algorithm": failing["id"],
+                                                    "input_dataset": dataset["id"]}, headers=auth("alice")).json()
+    client.post(f"/v2/algorithm-tasks/{bad['id']}/run/", headers=auth("alice"))
+    run_triggered()
+    status = client.get(f"/v2/algorithm-tasks/{bad['id']}/status/", headers=auth("alice")).json()
+    assert status["status"] == "FAILED" and status["exit_code"] == 3
+    log = client.get(f"/v2/algorithm-tasks/{bad['id']}/output_log/", headers=auth("alice")).text
+    assert "boom: no such column LocNumber" in log
+    assert client.get(f"/v2/algorithm-tasks/{bad['id']}/output_dataset/", headers=auth("alice")).status_code == 404
+    app.state.perilflow_engine.dispose()
