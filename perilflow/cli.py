@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from perilflow import cli_algorithms
+
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ANALYSIS_FAILED = 3
@@ -446,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "sqlite:///$AIRFLOW_HOME/perilflow.db)")
     mig.set_defaults(func=_db_migrate)
     _add_platform_parsers(sub)
+    cli_algorithms.add_parser(sub)
     return parser
 
 
