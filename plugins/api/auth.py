@@ -9,7 +9,8 @@ OasisPlatform's group rules (``permissions/group_auth.py``):
 * others see objects without groups or sharing a group with them (anything else is 404),
   and may change only those (a hidden object's change is 403, as the reference's
   write-permission check runs on every object);
-* an analysis has its portfolio's groups.
+* an analysis has its portfolio's groups;
+* a user whose only auth-manager role is ``viewer`` may read but not change (403 on any other method).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 DbDep = Annotated[Session, Depends(get_db, scope="function")]
 
 
+#: auth-manager roles that may only read (Airflow's simple auth manager "viewer", FAB "Viewer")
+READ_ONLY_ROLES = frozenset({"viewer"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
 @dataclass(frozen=True)
 class Caller:
     name: str
@@ -71,14 +77,18 @@ def _roles(user: Any) -> set[str]:
     return roles
 
 
-def get_caller(user: GetUserDep, db: DbDep, settings: SettingsDep) -> Caller:
+def get_caller(request: Request, user: GetUserDep, db: DbDep, settings: SettingsDep) -> Caller:
     name = user.get_name()
     groups = frozenset(db.scalars(select(Group.name).join(GroupMembership).where(GroupMembership.username == name)))
     # give the connection back until the route runs: FastAPI runs this and the route in separate
     # threadpool turns, and under load requests holding a connection while they wait for a thread
     # emptied the pool (QueuePool timeouts, benchmarks/api.py)
     db.commit()
-    admin = ADMIN_GROUP in groups or bool(_roles(user) & set(settings.admin_roles))
+    roles = _roles(user)
+    admin = ADMIN_GROUP in groups or bool(roles & set(settings.admin_roles))
+    if not admin and roles and roles <= READ_ONLY_ROLES and request.method not in READ_METHODS:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"user {name} has a read-only role "
+                            f"({', '.join(sorted(roles))}); ask an admin for the user or op role to change anything")
     return Caller(name=name, groups=groups, admin=admin)
 
 
