@@ -29,6 +29,7 @@ import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,7 @@ class World:
 
         self.client, self.app, self.gateway = client, app, gateway
         self.alice = headers("owner")
+        self.admin = headers("admin")
         self.storage = Path(app.state.perilflow_settings.storage_url.removeprefix("file://"))
         with make_sessionmaker(app.state.perilflow_engine).begin() as session:
             for name, group in (("alice", "g1"), ("vera", "g1"), ("bob", "g2")):
@@ -187,6 +189,100 @@ class World:
         self.analysis = self.new_analysis("done")
         self.data_file = self.new_data_file()
         self.task_pk = sub_task_id(self.analysis, "generate-losses-chunk", 1)
+        incoming = self.storage / "incoming"
+        incoming.mkdir(parents=True, exist_ok=True)
+        (incoming / "loc.csv").write_bytes(self.exposure["location_file"])
+
+    # objects of the later route families, built on first use
+
+    @cached_property
+    def analysis2(self) -> int:
+        return self.new_analysis("done")
+
+    @cached_property
+    def template(self) -> int:
+        return self.new_template()
+
+    def new_template(self) -> int:
+        return self._ok(self.client.post(f"/v2/models/{self.model}/setting_templates/", json={
+            "name": "S10", "file": self.analysis_settings}, headers=self.alice))["id"]
+
+    @cached_property
+    def exposed(self) -> int:
+        """A portfolio whose exposure run completed."""
+        pid = self.new_portfolio()
+        self._ok(self.client.post(f"/v2/portfolios/{pid}/exposure_run/", json={}, headers=self.alice))
+        return pid
+
+    @cached_property
+    def exposure_errors(self) -> int:
+        """A portfolio whose exposure run failed (it has an errors file)."""
+        pid = self.new_portfolio()
+        reply = self.client.post(f"/v2/portfolios/{pid}/exposure_run/",
+                                 json={"params": {"model_perils_covered": ["QEQ"]}}, headers=self.alice)
+        assert reply.status_code == 400, reply.text
+        return pid
+
+    @cached_property
+    def image(self) -> int:
+        iid = self._ok(self.client.post("/v2/docker-images/", json={"name": "python", "image": "python:3.11-slim"},
+                                        headers=self.alice))["id"]
+        self._ok(self.client.post(f"/v2/docker-images/{iid}/image_file/", files={"file": ("i.tar", b"tar")},
+                                  headers=self.alice))
+        return iid
+
+    def new_image(self) -> int:
+        return self._ok(self.client.post("/v2/docker-images/", json={"name": "x", "image": "x:1"},
+                                         headers=self.alice))["id"]
+
+    @cached_property
+    def algorithm(self) -> int:
+        return self.new_algorithm()
+
+    def new_algorithm(self) -> int:
+        return self._ok(self.client.post("/v2/algorithms/", json={
+            "name": "count", "docker_image": self.image, "command": ["python", "count.py"]}, headers=self.alice))["id"]
+
+    @cached_property
+    def dataset(self) -> tuple[int, int]:
+        return self.new_dataset()
+
+    def new_dataset(self) -> tuple[int, int]:
+        """(dataset id, its file's id)"""
+        did = self._ok(self.client.post("/v2/datasets/", json={"name": "exposure"}, headers=self.alice))["id"]
+        body = self._ok(self.client.post(f"/v2/datasets/{did}/files/", files=[("files", ("a.csv", b"x\n1\n"))],
+                                         headers=self.alice))
+        return did, body["files"][0]["id"]
+
+    @cached_property
+    def algorithm_task(self) -> int:
+        return self.new_algorithm_task("succeeded")
+
+    def new_algorithm_task(self, state: str = "created") -> int:
+        """An algorithm task of alice's: ``created``, ``queued`` or ``succeeded`` (with a log and an output)."""
+        from perilflow.plugins.api.routes.algorithms import ALGORITHM_TASK, RUN_TASK
+        from tests.plugins.test_algorithms import _write_run_outputs
+
+        tid = self._ok(self.client.post("/v2/algorithm-tasks/", json={
+            "name": "t", "algorithm": self.algorithm, "input_dataset": self.dataset[0]}, headers=self.alice))["id"]
+        if state == "created":
+            return tid
+        self._ok(self.client.post(f"/v2/algorithm-tasks/{tid}/run/", headers=self.alice))
+        dag_id, run_id, conf, _ = self.gateway.triggered[-1]
+        assert dag_id == ALGORITHM_TASK
+        if state == "succeeded":
+            _write_run_outputs(self.app.state.perilflow_settings, tid, conf["run_uuid"], 0, "counted\n",
+                               {"summary.csv": b"file,rows\n"})
+            self.gateway.runs[(dag_id, run_id)] = RunInfo("success")
+            self.gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo(RUN_TASK, -1, "success", 1)]
+            assert self._ok(self.client.get(f"/v2/algorithm-tasks/{tid}/", headers=self.alice))["status"] == \
+                "SUCCEEDED"
+        return tid
+
+    def new_group(self, admin: dict[str, str]) -> int:
+        self.seq += 1
+        return self._ok(self.client.post("/v2/groups/", json={"name": f"matrix-{self.seq}", "members": ["carol"]},
+                                         headers=admin))["id"]
 
     def _ok(self, reply) -> Any:
         assert reply.status_code < 300, f"setting up: {reply.request.method} {reply.request.url}: {reply.text}"
@@ -235,7 +331,10 @@ class World:
             state, "perilflow_losses_generation")
         run_id = f"analysis-{aid}-{state}"
         status = {"ready": "READY", "generating": "INPUTS_GENERATION_STARTED", "running": "RUN_STARTED",
-                  "done": "RUN_COMPLETED"}[state]
+                  "done": "RUN_COMPLETED", "failed": "RUN_ERROR"}[state]
+        logs = self.storage / f"analysis-{aid}_losses-0123456789abcdef" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / "generate-losses-chunk-0-try1.log").write_text("chunk 0 done\n")
         with make_sessionmaker(self.app.state.perilflow_engine).begin() as session:
             row = session.get(Analysis, aid)
             row.status, row.dag_id, row.run_id, row.run_uuid = status, dag_id, run_id, "0123456789abcdef"
@@ -244,7 +343,7 @@ class World:
                 for name, uri in uris.items():
                     setattr(row, name, uri)
         self.gateway.runs[(dag_id, run_id)] = RunInfo(
-            "running" if state in ("generating", "running") else "success")
+            {"generating": "running", "running": "running", "failed": "failed"}.get(state, "success"))
         self.gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("generate-losses-chunk", 0, "success", 1),
                                               TaskInstanceInfo("generate-losses-chunk", 1, "failed", 2)]
         for attempt in (1, 2):
@@ -407,86 +506,126 @@ for _name in ("input_file", "output_file", "lookup_errors_file", "lookup_success
               "input_generation_traceback_file", "input_file_tar_list", "output_file_tar_list"):
     MATRIX[("GET", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/analyses/{w.analysis}/{n}/"))
 
-#: route families other helpers are still building (issue 6 and 9 work in progress when this matrix was
-#: written): they are not checked yet, and each must move into MATRIX once it has landed
-PENDING: set[tuple[str, str]] = {
-    ("DELETE", "/v2/algorithm-tasks/{task_pk}/"),
-    ("DELETE", "/v2/algorithms/{algorithm_pk}/"),
-    ("DELETE", "/v2/analyses/{analysis_pk}/input_generation_traceback_file/"),
-    ("DELETE", "/v2/analyses/{analysis_pk}/output_file/"),
-    ("DELETE", "/v2/analyses/{analysis_pk}/run_log_file/"),
-    ("DELETE", "/v2/analyses/{analysis_pk}/run_traceback_file/"),
-    ("DELETE", "/v2/analyses/{analysis_pk}/settings_file/"),
-    ("DELETE", "/v2/datasets/{dataset_pk}/"),
-    ("DELETE", "/v2/datasets/{dataset_pk}/files/{file_pk}/"),
-    ("DELETE", "/v2/docker-images/{image_pk}/"),
-    ("DELETE", "/v2/groups/{group_pk}/"),
-    ("DELETE", "/v2/groups/{group_pk}/members/{username}/"),
-    ("DELETE", "/v2/models/{model_pk}/setting_templates/{template_pk}/"),
-    ("DELETE", "/v2/models/{model_pk}/setting_templates/{template_pk}/content/"),
-    ("GET", "/healthcheck_connections/"),
-    ("GET", "/v2/algorithm-tasks/"),
-    ("GET", "/v2/algorithm-tasks/{task_pk}/"),
-    ("GET", "/v2/algorithm-tasks/{task_pk}/output_dataset/"),
-    ("GET", "/v2/algorithm-tasks/{task_pk}/output_log/"),
-    ("GET", "/v2/algorithm-tasks/{task_pk}/status/"),
-    ("GET", "/v2/algorithm-tasks/{task_pk}/timing/"),
-    ("GET", "/v2/algorithms/"),
-    ("GET", "/v2/algorithms/{algorithm_pk}/"),
-    ("GET", "/v2/analyses/{analysis_pk}/data_files/"),
-    ("POST", "/v2/analyses/combine/"),
-    ("POST", "/v2/analyses/compare/"),
-    ("GET", "/v2/analyses/{analysis_pk}/lookup_validation_file/"),
-    ("GET", "/v2/analyses/{analysis_pk}/run_log_file/"),
-    ("GET", "/v2/analyses/{analysis_pk}/settings_file/"),
-    ("GET", "/v2/analyses/{analysis_pk}/storage_links/"),
-    ("GET", "/v2/analyses/{analysis_pk}/summary_levels_file/"),
-    ("GET", "/v2/datasets/"),
-    ("GET", "/v2/datasets/{dataset_pk}/"),
-    ("GET", "/v2/datasets/{dataset_pk}/download/"),
-    ("GET", "/v2/datasets/{dataset_pk}/files/"),
-    ("GET", "/v2/datasets/{dataset_pk}/files/{file_pk}/"),
-    ("GET", "/v2/docker-images/"),
-    ("GET", "/v2/docker-images/{image_pk}/"),
-    ("GET", "/v2/docker-images/{image_pk}/image_file/"),
-    ("GET", "/v2/groups/"),
-    ("GET", "/v2/groups/{group_pk}/"),
-    ("GET", "/v2/models/{model_pk}/data_files/"),
-    ("GET", "/v2/models/{model_pk}/setting_templates/"),
-    ("GET", "/v2/models/{model_pk}/setting_templates/{template_pk}/"),
-    ("GET", "/v2/models/{model_pk}/setting_templates/{template_pk}/content/"),
-    ("GET", "/v2/models/{model_pk}/storage_links/"),
-    ("GET", "/v2/portfolios/{portfolio_pk}/errors_file/"),
-    ("GET", "/v2/portfolios/{portfolio_pk}/exposure_run/"),
-    ("GET", "/v2/portfolios/{portfolio_pk}/storage_links/"),
-    ("PATCH", "/v2/algorithms/{algorithm_pk}/"),
-    ("PATCH", "/v2/datasets/{dataset_pk}/"),
-    ("PATCH", "/v2/docker-images/{image_pk}/"),
-    ("PATCH", "/v2/models/{model_pk}/setting_templates/{template_pk}/"),
-    ("POST", "/v2/algorithm-tasks/"),
-    ("POST", "/v2/algorithm-tasks/{task_pk}/cancel/"),
-    ("POST", "/v2/algorithm-tasks/{task_pk}/run/"),
-    ("POST", "/v2/algorithms/"),
-    ("POST", "/v2/analyses/{analysis_pk}/resume/"),
-    ("POST", "/v2/analyses/{analysis_pk}/settings_file/"),
-    ("POST", "/v2/datasets/"),
-    ("POST", "/v2/datasets/{dataset_pk}/files/"),
-    ("POST", "/v2/docker-images/"),
-    ("POST", "/v2/docker-images/{image_pk}/image_file/"),
-    ("POST", "/v2/groups/"),
-    ("POST", "/v2/groups/{group_pk}/members/"),
-    ("POST", "/v2/models/{model_pk}/data_files/"),
-    ("POST", "/v2/models/{model_pk}/scaling_configuration/"),
-    ("POST", "/v2/models/{model_pk}/setting_templates/"),
-    ("POST", "/v2/models/{model_pk}/setting_templates/{template_pk}/content/"),
-    ("POST", "/v2/portfolios/{portfolio_pk}/exposure_run/"),
-    ("POST", "/v2/portfolios/{portfolio_pk}/storage_links/"),
-    ("PUT", "/v2/groups/{group_pk}/"),
-    ("PUT", "/v2/models/{model_pk}/setting_templates/{template_pk}/"),
-    ("DELETE", "/v2/algorithm-tasks/{task_pk}/"),
-    ("DELETE", "/v2/algorithms/{algorithm_pk}/"),
-    ("DELETE", "/v2/analyses/{analysis_pk}/run_traceback_file/"),
-}
+TT = M + "/setting_templates/{template_pk}"
+G = "/v2/groups/{group_pk}"
+IMG = "/v2/docker-images/{image_pk}"
+AL = "/v2/algorithms/{algorithm_pk}"
+AT = "/v2/algorithm-tasks/{task_pk}"
+DS = "/v2/datasets/{dataset_pk}"
+
+
+def _unique(w: World, stem: str) -> str:
+    w.seq += 1
+    return f"{stem}-{w.seq}"
+
+
+def _template(w: World, fresh: bool = False) -> str:
+    return f"/v2/models/{w.model}/setting_templates/{w.new_template() if fresh else w.template}"
+
+
+def _settings_upload(w: World) -> dict[str, Any]:
+    return {"files": {"file": ("s.json", json.dumps(w.analysis_settings).encode())}}
+
+
+MATRIX.update({
+    ("GET", "/healthcheck_connections/"): (PUBLIC, lambda w: Req("/healthcheck_connections/")),
+    # models: data files, storage links, scaling, setting templates
+    ("POST", M + "/scaling_configuration/"): (OBJECT, lambda w: Req(f"/v2/models/{w.model}/scaling_configuration/",
+                                                                    {"json": {"worker_count_max": 3}})),
+    ("GET", M + "/data_files/"): (OBJECT, lambda w: Req(f"/v2/models/{w.model}/data_files/")),
+    ("POST", M + "/data_files/"): (OBJECT, lambda w: Req(f"/v2/models/{w.model}/data_files/",
+                                                         {"json": {"data_files": [w.data_file]}})),
+    ("GET", M + "/storage_links/"): (OBJECT, lambda w: Req(f"/v2/models/{w.model}/storage_links/")),
+    ("GET", M + "/setting_templates/"): (OBJECT, lambda w: Req(f"/v2/models/{w.model}/setting_templates/")),
+    ("POST", M + "/setting_templates/"): (OBJECT, lambda w: Req(f"/v2/models/{w.model}/setting_templates/", {
+        "json": {"name": "t", "file": w.analysis_settings}})),
+    ("GET", TT + "/"): (OBJECT, lambda w: Req(f"{_template(w)}/")),
+    ("PUT", TT + "/"): (OBJECT, lambda w: Req(f"{_template(w)}/", {"json": {"name": "S10"}})),
+    ("PATCH", TT + "/"): (OBJECT, lambda w: Req(f"{_template(w)}/", {"json": {"description": "d"}})),
+    ("DELETE", TT + "/"): (OBJECT, lambda w: Req(f"{_template(w, fresh=True)}/")),
+    ("GET", TT + "/content/"): (OBJECT, lambda w: Req(f"{_template(w)}/content/")),
+    ("POST", TT + "/content/"): (OBJECT, lambda w: Req(f"{_template(w)}/content/", {"json": w.analysis_settings})),
+    ("DELETE", TT + "/content/"): (OBJECT, lambda w: Req(f"{_template(w, fresh=True)}/content/")),
+    # portfolios: storage links, exposure run
+    ("GET", P + "/storage_links/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.portfolio}/storage_links/")),
+    ("POST", P + "/storage_links/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.portfolio}/storage_links/",
+                                                            {"json": {"location_file": "incoming/loc.csv"}})),
+    ("POST", P + "/exposure_run/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposed}/exposure_run/", {"json": {}})),
+    ("GET", P + "/exposure_run/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposed}/exposure_run/")),
+    ("GET", P + "/errors_file/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposure_errors}/errors_file/")),
+    # analyses: resume, settings file, more files, links, compare and combine
+    ("POST", A + "/resume/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.new_analysis('failed')}/resume/")),
+    ("GET", A + "/settings_file/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.analysis}/settings_file/")),
+    ("POST", A + "/settings_file/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.analysis}/settings_file/",
+                                                            _settings_upload(w))),
+    ("DELETE", A + "/settings_file/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.new_analysis()}/settings_file/")),
+    ("GET", A + "/run_log_file/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.analysis}/run_log_file/")),
+    ("DELETE", A + "/run_log_file/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.new_analysis('done')}/run_log_file/")),
+    ("GET", A + "/storage_links/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.analysis}/storage_links/")),
+    ("GET", A + "/data_files/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.analysis}/data_files/")),
+    ("POST", "/v2/analyses/compare/"): (OBJECT, lambda w: Req("/v2/analyses/compare/", {
+        "json": {"analyses": [w.analysis, w.analysis2]}})),
+    ("POST", "/v2/analyses/combine/"): (OBJECT, lambda w: Req("/v2/analyses/combine/", {
+        "json": {"analysis_ids": [w.analysis, w.analysis2], "config": {}, "name": "both"}})),
+    # groups: admins only
+    ("GET", "/v2/groups/"): (ADMIN, lambda w: Req("/v2/groups/")),
+    ("POST", "/v2/groups/"): (ADMIN, lambda w: Req("/v2/groups/", {"json": {"name": _unique(w, "g")}})),
+    ("GET", G + "/"): (ADMIN, lambda w: Req(f"/v2/groups/{w.new_group(w.admin)}/")),
+    ("PUT", G + "/"): (ADMIN, lambda w: Req(f"/v2/groups/{w.new_group(w.admin)}/", {
+        "json": {"name": _unique(w, "renamed"), "members": []}})),
+    ("DELETE", G + "/"): (ADMIN, lambda w: Req(f"/v2/groups/{w.new_group(w.admin)}/")),
+    ("POST", G + "/members/"): (ADMIN, lambda w: Req(f"/v2/groups/{w.new_group(w.admin)}/members/",
+                                                     {"json": {"username": "dave"}})),
+    ("DELETE", G + "/members/{username}/"): (ADMIN, lambda w: Req(f"/v2/groups/{w.new_group(w.admin)}/members/carol/")),
+    # docker images, algorithms, algorithm tasks, datasets
+    ("GET", "/v2/docker-images/"): (SIGNED_IN, lambda w: Req("/v2/docker-images/")),
+    ("POST", "/v2/docker-images/"): (SIGNED_IN, lambda w: Req("/v2/docker-images/", {
+        "json": {"name": "i", "image": "i:1"}})),
+    ("GET", IMG + "/"): (OBJECT, lambda w: Req(f"/v2/docker-images/{w.image}/")),
+    ("PATCH", IMG + "/"): (OBJECT, lambda w: Req(f"/v2/docker-images/{w.image}/", {"json": {"description": "d"}})),
+    ("DELETE", IMG + "/"): (OBJECT, lambda w: Req(f"/v2/docker-images/{w.new_image()}/")),
+    ("GET", IMG + "/image_file/"): (OBJECT, lambda w: Req(f"/v2/docker-images/{w.image}/image_file/")),
+    ("POST", IMG + "/image_file/"): (OBJECT, lambda w: Req(f"/v2/docker-images/{w.image}/image_file/", {
+        "files": {"file": ("i.tar", b"tar")}})),
+    ("GET", "/v2/algorithms/"): (SIGNED_IN, lambda w: Req("/v2/algorithms/")),
+    ("POST", "/v2/algorithms/"): (SIGNED_IN, lambda w: Req("/v2/algorithms/", {
+        "json": {"name": "a", "command": ["true"]}})),
+    ("GET", AL + "/"): (OBJECT, lambda w: Req(f"/v2/algorithms/{w.algorithm}/")),
+    ("PATCH", AL + "/"): (OBJECT, lambda w: Req(f"/v2/algorithms/{w.algorithm}/", {"json": {"name": "count"}})),
+    ("DELETE", AL + "/"): (OBJECT, lambda w: Req(f"/v2/algorithms/{w.new_algorithm()}/")),
+    ("GET", "/v2/algorithm-tasks/"): (SIGNED_IN, lambda w: Req("/v2/algorithm-tasks/")),
+    ("POST", "/v2/algorithm-tasks/"): (OBJECT, lambda w: Req("/v2/algorithm-tasks/", {  # needs the algorithm
+        "json": {"name": "t", "algorithm": w.algorithm, "input_dataset": w.dataset[0]}})),
+    ("GET", AT + "/"): (OBJECT, lambda w: Req(f"/v2/algorithm-tasks/{w.algorithm_task}/")),
+    ("DELETE", AT + "/"): (OBJECT, lambda w: Req(f"/v2/algorithm-tasks/{w.new_algorithm_task()}/")),
+    ("POST", AT + "/run/"): (OBJECT, lambda w: Req(f"/v2/algorithm-tasks/{w.new_algorithm_task()}/run/")),
+    ("POST", AT + "/cancel/"): (OBJECT, lambda w: Req(f"/v2/algorithm-tasks/{w.new_algorithm_task('queued')}/cancel/")),
+    ("GET", "/v2/datasets/"): (SIGNED_IN, lambda w: Req("/v2/datasets/")),
+    ("POST", "/v2/datasets/"): (SIGNED_IN, lambda w: Req("/v2/datasets/", {"json": {"name": "d"}})),
+    ("GET", DS + "/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.dataset[0]}/")),
+    ("PATCH", DS + "/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.dataset[0]}/", {"json": {"name": "exposure"}})),
+    ("DELETE", DS + "/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.new_dataset()[0]}/")),
+    ("GET", DS + "/files/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.dataset[0]}/files/")),
+    ("POST", DS + "/files/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.new_dataset()[0]}/files/", {
+        "files": [("files", ("b.csv", b"y\n2\n"))]})),
+    ("GET", DS + "/files/{file_pk}/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.dataset[0]}/files/{w.dataset[1]}/")),
+    ("DELETE", DS + "/files/{file_pk}/"): (OBJECT, lambda w: Req("/v2/datasets/{}/files/{}/".format(*w.new_dataset()))),
+    ("GET", DS + "/download/"): (OBJECT, lambda w: Req(f"/v2/datasets/{w.dataset[0]}/download/")),
+})
+for _name in ("status", "output_log", "output_dataset", "timing"):
+    MATRIX[("GET", f"{AT}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/algorithm-tasks/{w.algorithm_task}/{n}/"))
+for _name in ("output_file", "run_traceback_file", "input_generation_traceback_file"):
+    MATRIX[("DELETE", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(
+        f"/v2/analyses/{w.new_analysis('done')}/{n}/"))
+#: routes kept for the reference's clients whose file Perilflow does not produce: 404 saying so, to the
+#: callers that may see the analysis (and the usual refusals to the others)
+NOT_PRODUCED = {("GET", f"{A}/lookup_validation_file/"), ("GET", f"{A}/summary_levels_file/")}
+for _name in ("lookup_validation_file", "summary_levels_file"):
+    MATRIX[("GET", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/analyses/{w.analysis}/{n}/"))
+
+#: route families still being built when this matrix was last brought up to date (none now): a route
+#: listed here is not checked yet and must move into MATRIX once it has landed
+PENDING: set[tuple[str, str]] = set()
 
 
 def _routes(app) -> list[tuple[str, str]]:
@@ -515,7 +654,10 @@ def test_access_matrix(matrix_app, gateway, airflow_auth) -> None:
             reply = client.request(method, req.url, headers=airflow_auth(variant), **req.kw)
             cells += 1
             expected = allowed(access, variant, method)
-            ok = 200 <= reply.status_code < 300 if expected else _refusal_ok(variant, reply.status_code)
+            if expected and (method, path) in NOT_PRODUCED:
+                ok = reply.status_code == 404 and "does not write" in reply.text
+            else:
+                ok = 200 <= reply.status_code < 300 if expected else _refusal_ok(variant, reply.status_code)
             if not ok:
                 wrong.append(f"{method} {path} as {variant}: {reply.status_code} (expected "
                              f"{'2xx' if expected else 'a refusal'}; {access}) {reply.text[:200]}")
@@ -578,3 +720,20 @@ def test_another_groups_logs_and_tracebacks_are_never_readable(matrix_app, gatew
                                 headers=airflow_auth("admin")).text
     listed = client.get("/v2/analyses/", headers=bob).json()
     assert world.analysis not in [a["id"] for a in listed]
+
+
+def test_a_put_without_groups_keeps_the_objects_groups(matrix_app, gateway, airflow_auth) -> None:
+    """An admin's PUT that leaves out ``groups`` must not make the object everyone's (found by the matrix)."""
+    client = TestClient(matrix_app)
+    world = World(client, matrix_app, gateway, airflow_auth)
+    admin, bob = airflow_auth("admin"), airflow_auth("other group")
+    for url, body in ((f"/v2/models/{world.model}/", {"supplier_id": "OasisLMF", "model_id": "PiWind",
+                                                     "version_id": "1"}),
+                      (f"/v2/portfolios/{world.portfolio}/", {"name": "renamed"}),
+                      (f"/v2/data_files/{world.data_file}/", {"file_description": "renamed"})):
+        reply = client.put(url, json=body, headers=admin)
+        assert reply.status_code == 200 and reply.json()["groups"] == ["g1"], reply.text
+        assert client.get(url, headers=bob).status_code == 404
+        # naming the groups still replaces them
+        assert client.put(url, json={**body, "groups": ["g2"]}, headers=admin).json()["groups"] == ["g2"]
+        assert client.get(url, headers=bob).status_code == 200

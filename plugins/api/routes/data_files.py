@@ -106,7 +106,10 @@ def _update(request: Request, data_file_pk: int, fields: dict[str, Any], db: DbD
 @router.put("/{data_file_pk}/", summary="Replace a data file's fields")
 def put_data_file(request: Request, data_file_pk: int, body: DataFileIn, db: DbDep, caller: CallerDep
                   ) -> dict[str, Any]:
-    return _update(request, data_file_pk, body.model_dump(), db, caller)
+    # a PUT without groups keeps the object's own (as the reference, DRF): they became the caller's, so an
+    # admin's PUT made the object visible to everyone
+    keep = set() if "groups" in body.model_fields_set else {"groups"}
+    return _update(request, data_file_pk, body.model_dump(exclude=keep), db, caller)
 
 
 @router.patch("/{data_file_pk}/", summary="Change some of a data file's fields")

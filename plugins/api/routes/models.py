@@ -107,7 +107,7 @@ def _update(request: Request, model_pk: int, body: ModelPatch, db: DbDep, caller
     for name in ("supplier_id", "model_id", "version_id", "run_mode", "runtime"):
         if name in fields and (fields[name] is not None or name in ("run_mode", "runtime")):
             setattr(model, name, fields[name])
-    if "groups" in fields:
+    if "groups" in body.model_fields_set:  # a PUT without groups keeps them (put_model)
         model.groups = resolve_groups(db, fields["groups"], caller)
     if fields.get("data_files") is not None:
         model.data_files = _data_files(db, fields["data_files"], caller)
@@ -117,7 +117,10 @@ def _update(request: Request, model_pk: int, body: ModelPatch, db: DbDep, caller
 
 @router.put("/{model_pk}/", summary="Replace a model's fields")
 def put_model(request: Request, model_pk: int, body: ModelIn, db: DbDep, caller: CallerDep) -> dict[str, Any]:
-    return _update(request, model_pk, ModelPatch(**body.model_dump()), db, caller, partial=False)
+    # a PUT without groups keeps the model's own (as the reference, DRF): they became the caller's, so an
+    # admin's PUT made the model visible to everyone
+    keep = set() if "groups" in body.model_fields_set else {"groups"}
+    return _update(request, model_pk, ModelPatch(**body.model_dump(exclude=keep)), db, caller, partial=False)
 
 
 @router.patch("/{model_pk}/", summary="Change some of a model's fields")

@@ -104,7 +104,10 @@ def _update(request: Request, portfolio_pk: int, fields: dict[str, Any], db: DbD
 @router.put("/{portfolio_pk}/", summary="Replace a portfolio's fields")
 def put_portfolio(request: Request, portfolio_pk: int, body: PortfolioIn, db: DbDep, caller: CallerDep
                   ) -> dict[str, Any]:
-    return _update(request, portfolio_pk, body.model_dump(), db, caller)
+    # a PUT without groups keeps the object's own (as the reference, DRF): they became the caller's, so an
+    # admin's PUT made the object visible to everyone
+    keep = set() if "groups" in body.model_fields_set else {"groups"}
+    return _update(request, portfolio_pk, body.model_dump(exclude=keep), db, caller)
 
 
 @router.patch("/{portfolio_pk}/", summary="Change some of a portfolio's fields")
