@@ -192,7 +192,6 @@ class _Run:
 
     def block(self, event_ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Losses of one event block per perspective: (event_ptr, ids, losses[:, 5 + N])."""
-        from perilflow.kernel.fm.compute import run_fm_events
         from perilflow.kernel.gul.run import sample_event_block
 
         s = self.settings
@@ -201,18 +200,27 @@ class _Run:
             effective_damageability=s.effective_damageability, random_generator=s.random_generator,
             gul_threshold=s.gul_threshold, seed=s.seed)
         out = {"gul": (event_ptr, self.item_ids[item_row], gul)}
+        out.update(self.fm_passes(event_ptr, item_row, gul))
+        return out
+
+    def fm_passes(self, event_ptr: np.ndarray, item_row: np.ndarray, gul: np.ndarray,
+                  threads: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The insured FM and the reinsurance passes of one block of ground-up records (none without IL)."""
+        from perilflow.kernel.fm.compute import run_fm_events
+
+        out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self.il_plan is None:
             return out
         # the FM computes columns [-5, -3, -1, samples] of the records, read and written in place
         cols = _fm_column_map(gul.shape[1] - SPECIALS + len(FM_COLUMNS_OF_GUL))
         width = gul.shape[1]
         ptr, index, losses = run_fm_events(self.il_plan, event_ptr, item_row, gul, columns=cols, out_columns=cols,
-                                           out_width=width)
+                                           out_width=width, threads=threads)
         ids = self.il_plan.output_id[index].astype(np.int64)
         out["il"] = (ptr, ids, losses)
         for plan in self.ri_plans:
             ptr, index, losses = run_fm_events(plan, ptr, ids - 1, losses, net=True, columns=cols, out_columns=cols,
-                                               out_width=width)
+                                               out_width=width, threads=threads)
             ids = plan.output_id[index].astype(np.int64)
         if self.ri_plans:
             out["ri"] = (ptr, ids, losses)
