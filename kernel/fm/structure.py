@@ -74,6 +74,7 @@ class FMPlan:
     output_id: np.ndarray        # int32[n_outputs]: Oasis output id of each output row (sorted)
     slot_base_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_bases
     slot_parents_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_parents
+    work_nodes_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.work_nodes
 
 
 # ---------------------------------------------------------------------------------------------
