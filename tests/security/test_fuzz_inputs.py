@@ -35,7 +35,7 @@ from tests.security.conftest import COUNTS, MAX_UPLOAD_MB
 
 #: inputs each test must send; they add up to at least 1,000 per database
 QUOTAS = {"exposure_content": 360, "exposure_upload": 140, "data_file_upload": 100, "analysis_settings": 170,
-          "model_settings": 110, "tarballs": 140}
+          "model_settings": 110, "settings_files": 80, "dataset_and_image_upload": 60, "tarballs": 140}
 ALICE = auth("alice")
 FILES = {"location_file": "SourceLocOEDPiWind10.csv", "accounts_file": "SourceAccOEDPiWind.csv",
          "reinsurance_info_file": "SourceReinsInfoOEDPiWind.csv",
@@ -333,6 +333,32 @@ def test_malformed_data_file_uploads_are_refused(client, app, storage_root) -> N
     assert sent["data_file_upload"] >= QUOTAS["data_file_upload"], sent
 
 
+def test_malformed_dataset_and_image_uploads_are_refused(client, app, storage_root) -> None:
+    """``datasets/{id}/files/`` (field ``files``) and ``docker-images/{id}/image_file/`` (field ``file``)."""
+    did = client.post("/v2/datasets/", json={"name": "d"}, headers=ALICE).json()["id"]
+    iid = client.post("/v2/docker-images/", json={"name": "i", "image": "i:1"}, headers=ALICE).json()["id"]
+    before = (client.get(f"/v2/datasets/{did}/", headers=ALICE).json(),
+              client.get(f"/v2/docker-images/{iid}/", headers=ALICE).json())
+
+    @fuzz("dataset_and_image_upload")
+    @given(data=st.data(), route=st.sampled_from(["dataset", "image"]))
+    def run(data, route: str) -> None:
+        sent["dataset_and_image_upload"] += 1
+        field, url = (("files", f"/v2/datasets/{did}/files/") if route == "dataset" else
+                      ("file", f"/v2/docker-images/{iid}/image_file/"))
+        case = data.draw(bad_upload(field_name=field, check_suffix=False))
+        reply = client.post(url, headers={**ALICE, **case["kw"].pop("headers", {})}, **case["kw"])
+        refused(reply, *case["words"])
+        assert (client.get(f"/v2/datasets/{did}/", headers=ALICE).json(),
+                client.get(f"/v2/docker-images/{iid}/", headers=ALICE).json()) == before
+        assert_storage_clean(app, storage_root)
+
+    sent = Counter()
+    run()
+    COUNTS["dataset_and_image_upload"] += sent["dataset_and_image_upload"]
+    assert sent["dataset_and_image_upload"] >= QUOTAS["dataset_and_image_upload"], sent
+
+
 # ----------------------------------------------------------------------------- settings JSON
 
 #: a JSON value of each type, for putting the wrong type into a field
@@ -454,6 +480,33 @@ def test_model_settings_violating_the_schema_are_refused(client, app) -> None:
     run()
     COUNTS["model_settings"] += sent["model_settings"]
     assert sent["model_settings"] >= QUOTAS["model_settings"], sent
+
+
+def test_settings_files_and_templates_violating_the_schema_are_refused(client, app, analysis_with_settings) -> None:
+    """The same bad settings as an uploaded ``settings_file/`` and as a model's setting template content."""
+    aid, valid = analysis_with_settings
+    schema = _settings_schema("AnalysisSettingHandler")
+    model = client.get(f"/v2/analyses/{aid}/", headers=ALICE).json()["model"]
+    templates = f"/v2/models/{model}/setting_templates/"
+    template = client.post(templates, json={"name": "t", "file": valid}, headers=ALICE).json()["id"]
+
+    @fuzz("settings_files")
+    @given(case=bad_settings(schema, valid), route=st.sampled_from(["settings_file", "template"]))
+    def run(case: dict[str, Any], route: str) -> None:
+        sent["settings_files"] += 1
+        data = json.dumps(case["json"]).encode() if "json" in case else case["content"]
+        if route == "settings_file":
+            reply = client.post(f"/v2/analyses/{aid}/settings_file/", files={"file": ("s.json", data)}, headers=ALICE)
+            refused(reply, *case["words"], "file", "upload limit")
+        else:
+            refused(_send(client, f"{templates}{template}/content/", case), *case["words"])
+        assert client.get(f"/v2/analyses/{aid}/settings_file/", headers=ALICE).json() == valid
+        assert client.get(f"{templates}{template}/content/", headers=ALICE).json() == valid
+
+    sent = Counter()
+    run()
+    COUNTS["settings_files"] += sent["settings_files"]
+    assert sent["settings_files"] >= QUOTAS["settings_files"], sent
 
 
 # ----------------------------------------------------------------------------- tarballs
