@@ -21,7 +21,10 @@ prepare-keys-file                      exposure, lookup_config_json [, lookup_da
 collect-keys                           lookups [uris], output (prefix: keys.csv,
                                        keys-errors.csv)
 write-input-files                      exposure, keys, output (inputs .tar.gz)
-                                       [, model_settings_json, file_format]
+                                       [, model_settings_json, file_format,
+                                       keys_errors, summaries (prefix for
+                                       exposure_summary_report.json and
+                                       exposure_summary_levels.json)]
 prepare-losses-generation-directory    inputs, analysis_settings, model_data_dir, output
                                        (run_directory .tar.gz) [, model_settings_json,
                                        gul/il/ri_alloc_rule]
@@ -181,9 +184,14 @@ def collect_keys(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_input_files(params: dict[str, Any]) -> dict[str, Any]:
-    """The Oasis input files for the collected keys, stored as one tarball (OasisPlatform's input_file)."""
+    """The Oasis input files for the collected keys, stored as one tarball (OasisPlatform's input_file).
+
+    The lookup validation and summary levels JSON files go into the tarball and, when
+    ``summaries`` names a prefix, beside the keys files there (the API serves them from there).
+    """
+    from perilflow.kernel.inputs.exposure_summary import write_exposure_summaries
     from perilflow.kernel.inputs.generate import write_oasis_files
-    from perilflow.kernel.lookup import read_keys
+    from perilflow.kernel.lookup import read_keys, read_keys_errors
     from perilflow.kernel.oed import load_exposure
 
     prefix, keys_uri, output = need(params, "exposure", "keys", "output")
@@ -193,9 +201,18 @@ def write_input_files(params: dict[str, Any]) -> dict[str, Any]:
         files = _fetch_exposure(prefix, work / "exposure")
         exposure = load_exposure(files["location"], files.get("account"), files.get("ri_info"), files.get("ri_scope"))
         keys = read_keys(storage.fetch(keys_uri, work / "keys.csv"))
+        errors = (read_keys_errors(storage.fetch(params["keys_errors"], work / "keys-errors.csv"))
+                  if params.get("keys_errors") else None)
         inputs = work / "input"
         written = write_oasis_files(exposure, keys, inputs, model_settings=model_settings,
                                     file_format=params.get("file_format", "bin"))
+        # the lookup validation and summary levels files: in the input tarball, and beside keys.csv
+        summaries = write_exposure_summaries(inputs, exposure.location, keys, errors, exposure.account,
+                                             reinsurance=exposure.ri_info is not None)
+        written.update(summaries)
+        if params.get("summaries"):
+            for path in summaries.values():
+                storage.put(path, storage.join(params["summaries"], path.name))
         shutil.copy2(work / "keys.csv", inputs / "keys.csv")
         for kind, path in files.items():
             shutil.copy2(path, inputs / f"{kind}{path.suffix}")

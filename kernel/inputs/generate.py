@@ -3,7 +3,8 @@
 :func:`write_oasis_files` is the common tail of every input generation (keys in hand:
 GUL files, IL files, RI passes); :func:`generate_files` is the reference's ``model
 generate-oasis-files`` driven by an MDK configuration file: load and check the OED files,
-run the model's keys lookup, then write everything into one folder.
+run the model's keys lookup, then write everything into one folder (with the lookup validation
+and summary levels JSON files).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from perilflow.kernel.inputs.exposure_summary import write_exposure_summaries
 from perilflow.kernel.inputs.gul import build_gul_inputs, write_gul_inputs
 from perilflow.kernel.inputs.il import build_il_inputs, prepare_account, write_il_inputs
 from perilflow.kernel.inputs.ri import write_ri_inputs
@@ -82,7 +84,9 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
     Returns
     -------
     dict of str to pathlib.Path
-        ``keys``, ``keys_errors`` and every Oasis file written (see :func:`write_oasis_files`).
+        ``keys``, ``keys_errors``, every Oasis file written (see :func:`write_oasis_files`), and
+        ``exposure_summary_report`` / ``exposure_summary_levels`` (the lookup validation and
+        summary levels files, :mod:`perilflow.kernel.inputs.exposure_summary`).
     """
     from perilflow.kernel.lookup import run_lookup, write_keys, write_keys_errors
 
@@ -110,4 +114,6 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
                                                                                             errors)}
     written.update(write_oasis_files(exposure, keys, out, model_settings=config.model_settings(),
                                      file_format=file_format))
+    written.update(write_exposure_summaries(out, exposure.location, keys, errors, exposure.account,
+                                            reinsurance=exposure.ri_info is not None))
     return written
