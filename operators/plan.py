@@ -56,10 +56,13 @@ def input_generation_plan(conf: RunConf, cfg: PlatformConfig, run_uuid: str, loc
                                    "n_chunks": n, "output": uri}, runtime) for i, uri in enumerate(lookups)],
         "collect": _with_runtime({"lookups": lookups, "output": files}, runtime),
         "write": _with_runtime({"exposure": exposure, "keys": f"{files}/keys.csv",
+                                "keys_errors": f"{files}/keys-errors.csv", "summaries": files,
                                 "model_settings_json": model.get("model_settings_json"),
                                 "file_format": model.get("file_format", "bin"), "output": input_file}, runtime),
         "record": {"analysis_id": conf.analysis_id, "folder": files, "input_file": input_file,
                    "lookup_success_file": f"{files}/keys.csv", "lookup_errors_file": f"{files}/keys-errors.csv",
+                   "lookup_validation_file": f"{files}/exposure_summary_report.json",
+                   "summary_levels_file": f"{files}/exposure_summary_levels.json",
                    "n_lookup_chunks": n, "locations": locations},
         "cleanup": {"folder": files, "temporary": ["exposure", *(f"lookup-{i}.tar.gz" for i in range(n))],
                     "traceback": f"{files}/traceback.txt"},
@@ -68,7 +71,11 @@ def input_generation_plan(conf: RunConf, cfg: PlatformConfig, run_uuid: str, loc
 
 def losses_generation_plan(conf: RunConf, cfg: PlatformConfig, run_uuid: str, input_file: str,
                            events: int | None) -> dict[str, Any]:
-    """Params of every losses step; ``events`` (None when unknown) sizes DYNAMIC_CHUNKS."""
+    """Params of every losses step; ``events`` (None when unknown) sizes DYNAMIC_CHUNKS.
+
+    ``n_events`` (the run's event count, None when unknown) is pushed for the API's
+    ``num_events_total``.
+    """
     model = conf.model
     losses = folder_uri(cfg, conf.analysis_id, "losses", run_uuid)
     runtime = runtime_of(conf, cfg, losses)
@@ -88,6 +95,7 @@ def losses_generation_plan(conf: RunConf, cfg: PlatformConfig, run_uuid: str, in
         "folder": losses,
         "run_mode": conf.run_mode,
         "n_loss_chunks": n,
+        "n_events": events,
         "analysis_settings": None if isinstance(settings, str) else json.dumps(settings, sort_keys=True, indent=2),
         "analysis_settings_uri": settings_uri,
         "prepare": _with_runtime({**prepare, "output": run_directory}, runtime) if v2 else None,
