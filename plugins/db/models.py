@@ -205,6 +205,8 @@ class Analysis(Base):
     input_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     lookup_success_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     lookup_errors_file: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lookup_validation_file: Mapped[str | None] = mapped_column(Text, nullable=True)  # exposure_summary_report.json
+    summary_levels_file: Mapped[str | None] = mapped_column(Text, nullable=True)  # exposure_summary_levels.json
     input_generation_traceback_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     output_file: Mapped[str | None] = mapped_column(Text, nullable=True)
     run_traceback_file: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -323,6 +323,7 @@ class World:
         for name, data in (("input_file", _tarball({"input/items.csv": b"item_id\n1\n"})),
                            ("output_file", _tarball(ORD_OUTPUT)),
                            ("lookup_errors_file", b"loc_id\n"), ("lookup_success_file", b"loc_id\n1\n"),
+                           ("lookup_validation_file", b"{}"), ("summary_levels_file", b"{}"),
                            ("run_traceback_file", b"Traceback: boom\n"),
                            ("input_generation_traceback_file", b"Traceback: keys\n")):
             (folder / name).write_bytes(data)
@@ -502,8 +503,9 @@ for _kind in ("location_file", "accounts_file", "reinsurance_info_file", "reinsu
         f"/v2/portfolios/{f(w)}/{k}/"))
 
 # the finished analysis's files; logs and tracebacks of another group's analysis are never readable
-for _name in ("input_file", "output_file", "lookup_errors_file", "lookup_success_file", "run_traceback_file",
-              "input_generation_traceback_file", "input_file_tar_list", "output_file_tar_list"):
+for _name in ("input_file", "output_file", "lookup_errors_file", "lookup_success_file", "lookup_validation_file",
+              "summary_levels_file", "run_traceback_file", "input_generation_traceback_file", "input_file_tar_list",
+              "output_file_tar_list"):
     MATRIX[("GET", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/analyses/{w.analysis}/{n}/"))
 
 TT = M + "/setting_templates/{template_pk}"
@@ -617,11 +619,6 @@ for _name in ("status", "output_log", "output_dataset", "timing"):
 for _name in ("output_file", "run_traceback_file", "input_generation_traceback_file"):
     MATRIX[("DELETE", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(
         f"/v2/analyses/{w.new_analysis('done')}/{n}/"))
-#: routes kept for the reference's clients whose file Perilflow does not produce: 404 saying so, to the
-#: callers that may see the analysis (and the usual refusals to the others)
-NOT_PRODUCED = {("GET", f"{A}/lookup_validation_file/"), ("GET", f"{A}/summary_levels_file/")}
-for _name in ("lookup_validation_file", "summary_levels_file"):
-    MATRIX[("GET", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/analyses/{w.analysis}/{n}/"))
 
 #: route families still being built when this matrix was last brought up to date (none now): a route
 #: listed here is not checked yet and must move into MATRIX once it has landed
@@ -654,10 +651,7 @@ def test_access_matrix(matrix_app, gateway, airflow_auth) -> None:
             reply = client.request(method, req.url, headers=airflow_auth(variant), **req.kw)
             cells += 1
             expected = allowed(access, variant, method)
-            if expected and (method, path) in NOT_PRODUCED:
-                ok = reply.status_code == 404 and "does not write" in reply.text
-            else:
-                ok = 200 <= reply.status_code < 300 if expected else _refusal_ok(variant, reply.status_code)
+            ok = 200 <= reply.status_code < 300 if expected else _refusal_ok(variant, reply.status_code)
             if not ok:
                 wrong.append(f"{method} {path} as {variant}: {reply.status_code} (expected "
                              f"{'2xx' if expected else 'a refusal'}; {access}) {reply.text[:200]}")

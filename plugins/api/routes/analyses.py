@@ -67,8 +67,11 @@ WHAT = "analysis"
 S = AnalysisStatus
 DAG_FOR_ACTION = {"generate_inputs": INPUT_GENERATION, "run": LOSSES_GENERATION,
                   "generate_and_run": GENERATE_AND_RUN}
-FILE_FIELDS = ("input_file", "lookup_errors_file", "lookup_success_file", "input_generation_traceback_file",
-               "output_file", "run_traceback_file")
+FILE_FIELDS = ("input_file", "lookup_errors_file", "lookup_success_file", "lookup_validation_file",
+               "summary_levels_file", "input_generation_traceback_file", "output_file", "run_traceback_file")
+#: files input generation writes beside keys.csv (a worker image from before they existed does not write them)
+SUMMARY_FILES = {"lookup_validation_file": "exposure_summary_report.json",
+                 "summary_levels_file": "exposure_summary_levels.json"}
 
 
 def gateway_of(request: Request) -> WorkflowGateway:
@@ -94,6 +97,17 @@ def _record_inputs(settings: ApiSettings, gateway: WorkflowGateway, analysis: An
     analysis.input_file = record.get("input_file") or f"{folder}/input.tar.gz"
     analysis.lookup_success_file = record.get("lookup_success_file") or f"{folder}/keys.csv"
     analysis.lookup_errors_file = record.get("lookup_errors_file") or f"{folder}/keys-errors.csv"
+    for column, name in SUMMARY_FILES.items():
+        uri = record.get(column) or f"{folder}/{name}"
+        setattr(analysis, column, uri if _stored(settings, uri) else None)
+
+
+def _stored(settings: ApiSettings, uri: str) -> bool:
+    """True when ``uri`` is a file in storage (False when storage cannot say)."""
+    try:
+        return files.storage_path(settings, uri).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _record_losses(settings: ApiSettings, gateway: WorkflowGateway, analysis: Analysis) -> None:
@@ -253,18 +267,35 @@ def analysis_json(request: Request, analysis: Analysis, db: Session | None = Non
         **{name: (f"{base}/{name}/" if getattr(analysis, name) else None) for name in FILE_FIELDS},
         "settings_file": f"{base}/settings_file/" if has_settings else None,
         "settings": f"{base}/settings/" if has_settings else None,
-        # not produced by Perilflow's input generation (the routes answer 404 saying so)
-        "lookup_validation_file": None, "summary_levels_file": None,
         "run_log_file": f"{base}/run_log_file/" if _had_losses_run(analysis) else None,
         "storage_links": f"{base}/storage_links/", "chunking_configuration": f"{base}/chunking_configuration/",
         "lookup_chunks": analysis.lookup_chunks, "analysis_chunks": analysis.analysis_chunks,
         "sub_task_count": None if tasks is None else len(tasks),
         "groups": group_names(analysis) if groups is None else groups, "sub_task_list": f"{base}/sub_task_list/",
         "sub_task_error_ids": error_ids, "status_count": counts, "priority": analysis.priority,
-        "num_events_complete": analysis.num_events_total if analysis.status == S.RUN_COMPLETED else None,
+        "num_events_complete": _events_complete(analysis, tasks),
         "num_events_total": analysis.num_events_total,
         "dag_id": analysis.dag_id, "dag_run_id": analysis.run_id,
     }
+
+
+def _events_complete(analysis: Any, tasks: list[dict[str, Any]] | None) -> int | None:
+    """Events of the finished loss chunks: all once RUN_COMPLETED; while the run goes on, the finished
+    chunks' share of ``num_events_total`` (chunks are contiguous slices, sizes as ``numpy.array_split``)."""
+    total = analysis.num_events_total
+    if total is None:
+        return None
+    if analysis.status == S.RUN_COMPLETED:
+        return total
+    if analysis.status != S.RUN_STARTED or not tasks:
+        return None
+    chunks = [t for t in tasks if t["airflow_state"] != "skipped"
+              and (t["slug"].rpartition("-")[0] == "generate-losses-chunk" or t["slug"] == "generate-losses")]
+    n = len(chunks)
+    if not n:
+        return None
+    size, extra = divmod(total, n)
+    return sum(size + (t["map_index"] < extra) for t in chunks if t["status"] == "COMPLETED")
 
 
 def _had_losses_run(analysis: Any) -> bool:
@@ -401,6 +432,7 @@ def start(request: Request, db: Session, caller: Caller, analysis: Analysis, act
     analysis.task_started, analysis.task_finished = _now(), None
     if action in ("generate_inputs", "generate_and_run"):
         analysis.input_file = analysis.lookup_success_file = analysis.lookup_errors_file = None
+        analysis.lookup_validation_file = analysis.summary_levels_file = None
         analysis.input_generation_traceback_file = None
         analysis.lookup_chunks = None
     if action in ("run", "generate_and_run"):
@@ -698,6 +730,8 @@ _DOWNLOADS = {
     "output_file": ("output_file", "outputs.tar.gz", "application/gzip"),
     "lookup_errors_file": ("lookup_errors_file", "keys-errors.csv", "text/csv"),
     "lookup_success_file": ("lookup_success_file", "keys.csv", "text/csv"),
+    "lookup_validation_file": ("lookup_validation_file", "exposure_summary_report.json", "application/json"),
+    "summary_levels_file": ("summary_levels_file", "exposure_summary_levels.json", "application/json"),
     "run_traceback_file": ("run_traceback_file", "run_traceback.txt", "text/plain"),
     "input_generation_traceback_file": ("input_generation_traceback_file", "input_generation_traceback.txt",
                                         "text/plain"),
@@ -975,19 +1009,6 @@ def delete_run_log_file(request: Request, analysis_pk: int, db: DbDep, caller: C
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _not_produced(name: str, what: str) -> None:
-    @router.get(f"/{{analysis_pk}}/{name}/", name=name, response_model=None,
-                summary=f"The {what} (not produced by Perilflow's input generation yet: 404)")
-    def missing(analysis_pk: int, db: DbDep, caller: CallerDep) -> Response:
-        get_visible(db, Analysis, analysis_pk, caller, WHAT)
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Perilflow's input generation does not write the {what}; "
-                            "input_file/ holds the Oasis input files and lookup_success_file/ the keys")
-
-
-_not_produced("lookup_validation_file", "lookup validation file (exposure_summary_report.json)")
-_not_produced("summary_levels_file", "summary levels file (exposure_summary_levels.json)")
-
-
 @router.get("/{analysis_pk}/storage_links/", summary="Storage keys of the analysis's files (relative to the "
                                                      "storage base when inside it)")
 def storage_links(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
@@ -995,7 +1016,7 @@ def storage_links(request: Request, analysis_pk: int, db: DbDep, caller: CallerD
     analysis = get_visible(db, Analysis, analysis_pk, caller, WHAT)
     sync(db, settings, gateway_of(request), analysis)
     links = {name: files.storage_key(settings, getattr(analysis, name)) for name in FILE_FIELDS}
-    return {**links, "settings_file": None, "lookup_validation_file": None, "summary_levels_file": None,
+    return {**links, "settings_file": None,
             "run_log_file": (f"{files.storage_key(settings, _folder(settings, analysis, 'losses'))}/logs/"
                              if _had_losses_run(analysis) else None)}
 
