@@ -101,8 +101,15 @@ def test_storage_layout_and_cleanup(runs) -> None:
     files = storage_path(run["inputs"]["folder"])
     losses = storage_path(run["record"]["folder"])
     assert files.name.startswith("analysis-14_files-") and losses.name.startswith("analysis-14_losses-")
-    assert sorted(p.name for p in files.iterdir()) == ["input.tar.gz", "keys-errors.csv", "keys.csv", "logs",
+    assert sorted(p.name for p in files.iterdir()) == ["exposure_summary_levels.json", "exposure_summary_report.json",
+                                                       "input.tar.gz", "keys-errors.csv", "keys.csv", "logs",
                                                        "record.json"]
+    # the lookup validation and summary levels files: recorded, parseable, also in the input tarball
+    report = json.loads(storage_path(run["inputs"]["lookup_validation_file"]).read_text())
+    assert report["total"]["portfolio"]["number_of_locations"] == 10 and {"WSS", "WTC"} <= set(report)
+    levels = json.loads(storage_path(run["inputs"]["summary_levels_file"]).read_text())
+    assert set(levels) == {"GUL", "IL", "RI"} and "LocNumber" in levels["GUL"]["available"]
+    assert json.loads((run["input"] / "exposure_summary_report.json").read_text()) == report
     assert sorted(p.name for p in losses.iterdir()) == ["analysis_settings.json", "logs", "output.tar.gz",
                                                         "record.json"]
     logs = sorted(p.name for p in (losses / "logs").iterdir())
