@@ -249,7 +249,10 @@ def _analyses_wait(args: argparse.Namespace) -> int:
 
 
 def _analyses_download(args: argparse.Namespace) -> int:
-    target = Path(args.output or f"analysis-{args.id}-{args.file}.tar.gz")
+    suffix = {"output_file": ".tar.gz", "input_file": ".tar.gz", "lookup_errors_file": ".csv",
+              "lookup_success_file": ".csv", "lookup_validation_file": ".json", "summary_levels_file": ".json",
+              "settings_file": ".json"}.get(args.file, ".txt")
+    target = Path(args.output or f"analysis-{args.id}-{args.file}{suffix}")
     with _client(args) as client:
         print(client.download(f"v2/analyses/{args.id}/{args.file}/", target))
     return 0
@@ -367,8 +370,9 @@ def _add_platform_parsers(sub: argparse._SubParsersAction) -> None:
     down.add_argument("id", type=int, help="analysis id")
     down.add_argument("--file", default="output_file",
                       choices=("output_file", "input_file", "lookup_errors_file", "lookup_success_file",
+                               "lookup_validation_file", "summary_levels_file", "run_log_file",
                                "run_traceback_file", "input_generation_traceback_file", "settings_file"))
-    down.add_argument("--output", "-o", help="target path (default: analysis-<id>-<file>.tar.gz)")
+    down.add_argument("--output", "-o", help="target path (default: analysis-<id>-<file>.<tar.gz,csv,json,txt>)")
     down.set_defaults(func=_analyses_download)
 
 

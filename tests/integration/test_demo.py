@@ -93,6 +93,11 @@ def test_platform_status_and_the_analysis_through_the_cli(demo, tmp_path: Path) 
     with tarfile.open(target) as archive:
         assert any(name.endswith("il_S1_palt.csv") for name in archive.getnames())
 
+    for name in ("lookup_validation_file", "summary_levels_file"):
+        got = cli(home, "analyses", "download", "1", "--file", name, "-o", str(tmp_path / f"{name}.json"))
+        assert got.returncode == 0, got.stderr
+        assert json.loads((tmp_path / f"{name}.json").read_text())
+
     missing = cli(home, "analyses", "status", "999")
     assert missing.returncode == 1
     assert missing.stderr.count("\n") == 1 and "404" in missing.stderr
