@@ -227,6 +227,8 @@ def analyses_page(request: Request, db: DbDep, caller: CallerDep, settings: Sett
 
 _DOWNLOADS = (("output_file", "Outputs (ORD files, tar.gz)"), ("input_file", "Oasis input files (tar.gz)"),
               ("lookup_success_file", "Keys (csv)"), ("lookup_errors_file", "Keys errors (csv)"),
+              ("lookup_validation_file", "Exposure summary report (json)"),
+              ("summary_levels_file", "Summary levels (json)"),
               ("run_traceback_file", "Run traceback"),
               ("input_generation_traceback_file", "Input generation traceback"))
 
