@@ -76,9 +76,12 @@ def stored_uris(app) -> set[str]:
 
 
 def assert_storage_clean(app, root: Path, extra: set[Path] = frozenset()) -> None:
-    """Every file in storage is a recorded file (or one the test put there); no partial or temporary file."""
+    """Every file in storage is a recorded file (or one the test put there); no partial or temporary file;
+    every recorded file is inside the storage folder (uploaded names cannot climb out of it)."""
     on_disk = {p for p in root.rglob("*") if p.is_file() or p.is_symlink()}
     known = {Path(u) for u in stored_uris(app)} | set(extra)
+    outside = sorted(str(p) for p in known if not p.resolve().is_relative_to(root.resolve()))
+    assert not outside, f"recorded files outside the storage folder: {outside}"
     stray = sorted(str(p.relative_to(root)) for p in on_disk - known)
     assert not stray, f"files in storage that no row records (partial, temporary or extracted): {stray}"
 
@@ -190,8 +193,11 @@ def bad_exposure(draw, exposure: dict[str, str], required: dict[str, list[str]])
         suffix = draw(st.sampled_from([".parquet", ".pq"]))
         data = draw(st.sampled_from([b"", b"PAR1", b"PAR1PAR1"])) + draw(st.binary(max_size=2000))
         words = ["parquet"]
-    stem = draw(st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\x00/\\"), min_size=1,
-                        max_size=40))
+    # any name, "/", "\\" and ".." included: it must end up as one safe file name inside the portfolio folder
+    stem = draw(st.one_of(st.text(alphabet=st.characters(codec="utf-8", blacklist_characters="\x00"), min_size=1,
+                                  max_size=40),
+                          st.sampled_from(["../../../etc/cron.d/x", "..\\..\\win", "a/../../b", "/abs/loc",
+                                           "~/.ssh/x"])))
     return {"kind": kind, "how": how, "name": f"{stem}{suffix}", "data": data, "words": words, "column": column}
 
 
