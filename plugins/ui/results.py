@@ -21,7 +21,7 @@ from collections import OrderedDict
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from perilflow.kernel.storage import StorageError, safe_tar_members
+from perilflow.kernel.storage import TAR_READ_ERRORS, StorageError, safe_tar_members
 from perilflow.plugins.api import files
 from perilflow.plugins.settings import ApiSettings
 from perilflow.report import Results, is_report_file, read_results
@@ -41,6 +41,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PERILFLOW_UI_CACHE_DIR") or Path(tempfile.gettempdir()) / "perilflow-ui-cache")
 
 
+# ALT/EPT/summary-info files are small (a row per summary id, return period and sample type); a member named
+# like one but larger than this is refused rather than written to the cache (a crafted or broken archive).
+MAX_REPORT_FILE_BYTES = 256 * 1024 * 1024
+
+
 def _extract_report_files(archive_path: Path, target: Path) -> int:
     """Write the report files of the tarball into ``target`` (flat); returns how many."""
     count = 0
@@ -49,6 +54,10 @@ def _extract_report_files(archive_path: Path, target: Path) -> int:
             name = PurePosixPath(member.name).name
             if not member.isfile() or not is_report_file(name) or (target / name).exists():
                 continue
+            if member.size > MAX_REPORT_FILE_BYTES:
+                raise ResultsUnavailable(f"{member.name} in the output file is {member.size:,} bytes, more than a "
+                                         f"results file can be ({MAX_REPORT_FILE_BYTES:,}); download the outputs "
+                                         "instead")
             source = archive.extractfile(member)
             if source is None:
                 continue
@@ -80,7 +89,7 @@ def extracted_folder(settings: ApiSettings, uri: str) -> Path:
         except OSError:  # another request extracted it first
             if not folder.is_dir():
                 raise
-    except (tarfile.TarError, StorageError) as exc:
+    except (*TAR_READ_ERRORS, StorageError) as exc:
         raise ResultsUnavailable(f"the output file is not a readable tar archive ({exc})") from None
     finally:
         if scratch.exists():

@@ -111,6 +111,28 @@ def test_missing_or_bad_output_file_is_explained(client, completed, app) -> None
     assert reply.status_code == 404 and "no longer in storage" in reply.text
 
 
+def test_broken_or_oversized_output_tarballs_are_explained(client, completed, app, tmp_path, monkeypatch) -> None:
+    import io
+    import tarfile as tarmod
+
+    good = Path(completed.output_uri.removeprefix("file://")).read_bytes()
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(good[: len(good) // 2])
+    big = tmp_path / "big.tar.gz"
+    with tarmod.open(big, "w:gz") as archive:
+        data = b"SummaryId,SampleType,MeanLoss\n" + b"1,1,0\n" * 2000
+        info = tarmod.TarInfo("output/gul_S1_palt.csv")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    monkeypatch.setattr(results, "MAX_REPORT_FILE_BYTES", 1000)
+    for archive_path, message in ((truncated, "not a readable tar archive"), (big, "more than a results file")):
+        results._memory.clear()
+        with make_sessionmaker(app.state.perilflow_engine).begin() as session:
+            session.get(Analysis, completed.id).output_file = f"file://{archive_path}"
+        page = get(client, f"/ui/analyses/{completed.id}/", "alice")
+        assert page.status_code == 200 and 'id="results-unavailable"' in page.text and message in page.text
+
+
 def test_report_download(client, completed) -> None:
     reply = get(client, f"/ui/analyses/{completed.id}/report.html", "alice")
     assert reply.status_code == 200
