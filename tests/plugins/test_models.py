@@ -101,3 +101,21 @@ def test_chunking_scaling_versions(client) -> None:
     versions = client.get(f"/v2/models/{model['id']}/versions/", headers=auth("alice")).json()
     assert versions["ver_platform"] and versions["ver_ods"]
     assert client.get("/v2/models/42/versions/", headers=auth("alice")).status_code == 404
+
+
+def test_only_admins_choose_the_code_a_model_runs(client) -> None:
+    for key, value in (("worker_command", ["sh", "-c", "cat /etc/passwd"]), ("worker_image", "evil:1"),
+                       ("env", {"LD_PRELOAD": "/tmp/x.so"})):
+        reply = client.post("/v2/models/", json={**PIWIND, "runtime": {key: value}}, headers=auth("alice"))
+        assert reply.status_code == 403 and f"runtime.{key}" in reply.json()["runtime"][0]
+    model = _create(client, "root", runtime={"model_data_dir": "m", "worker_image": "registry/piwind:1"})
+    # others may change the model's files but keep the admin's image; changing it is refused
+    reply = client.patch(f"/v2/models/{model['id']}/", headers=auth("alice"),
+                         json={"runtime": {"model_data_dir": "n", "worker_image": "registry/piwind:1"}})
+    assert reply.status_code == 200 and reply.json()["runtime"]["model_data_dir"] == "n"
+    reply = client.patch(f"/v2/models/{model['id']}/", headers=auth("alice"),
+                         json={"runtime": {"model_data_dir": "n", "worker_image": "other:2"}})
+    assert reply.status_code == 403
+    reply = client.patch(f"/v2/models/{model['id']}/", headers=auth("root"),
+                         json={"runtime": {"model_data_dir": "n", "worker_image": "other:2"}})
+    assert reply.status_code == 200 and reply.json()["runtime"]["worker_image"] == "other:2"

@@ -81,12 +81,26 @@ def create_model(request: Request, body: ModelIn, db: DbDep, caller: CallerDep) 
     model.deleted = False
     model.creator = caller.name
     model.run_mode = body.run_mode
+    _check_runtime(body.runtime, caller)
     model.runtime = body.runtime
     model.groups = resolve_groups(db, body.groups, caller)
     model.data_files = _data_files(db, body.data_files, caller)
     db.add(model)
     db.flush()
     return model_json(request, model)
+
+
+# Runtime keys that choose what code runs and with which environment: on the local backend that code runs on the
+# Airflow worker host (where airflow.cfg and the services' credentials may be readable), so only admins set them.
+EXECUTION_KEYS = ("worker_command", "worker_image", "env")
+
+
+def _check_runtime(runtime: dict[str, Any] | None, caller: Caller, current: dict[str, Any] | None = None) -> None:
+    changed = [key for key in EXECUTION_KEYS if (runtime or {}).get(key) != (current or {}).get(key)]
+    if changed and not caller.admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, {"runtime": [
+            f"runtime.{', runtime.'.join(changed)} choose the code a model runs; only admins may set or change "
+            "them: leave them out (the platform's worker image and command are used) or ask an admin"]})
 
 
 def _data_files(db: Session, ids: list[int], caller: Caller) -> list[Any]:
@@ -104,6 +118,8 @@ def _update(request: Request, model_pk: int, body: ModelPatch, db: DbDep, caller
             partial: bool) -> dict[str, Any]:
     model = get_changeable(db, Model, model_pk, caller, WHAT)
     fields = body.model_dump(exclude_unset=partial)
+    if "runtime" in fields:
+        _check_runtime(fields["runtime"], caller, model.runtime)
     for name in ("supplier_id", "model_id", "version_id", "run_mode", "runtime"):
         if name in fields and (fields[name] is not None or name in ("run_mode", "runtime")):
             setattr(model, name, fields[name])
