@@ -95,8 +95,15 @@ def read_raw(source: PathOrFrame) -> tuple[pd.DataFrame | None, str]:
             raise ValueError(f"{path}: cannot read the parquet file ({exc}). Fix: write it again as parquet "
                              "or CSV.") from None
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig",
-                            skipinitialspace=True)
+        # index_col=False: when every row has more cells than the header, pandas would otherwise take the first
+        # column as the index and shift every value one column left; here it warns, and the warning is an error
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig",
+                                skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        raise ValueError(f"{path}: the rows have more cells than the header has column names. Fix: add the "
+                         "missing column names to the header or remove the extra cells (a trailing comma?).") from None
     except pd.errors.EmptyDataError:
         return None, str(path)
     except (UnicodeDecodeError, pd.errors.ParserError) as exc:

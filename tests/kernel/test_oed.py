@@ -256,3 +256,12 @@ def test_piwind_loc_id_matches_reference_keys() -> None:
     mine = exposure.location.set_index(exposure.location["LocNumber"].astype(str))["loc_id"]
     assert (mine.loc[reference.index] == reference).all()
     assert set(keys["LocID"]) == set(exposure.location["loc_id"])
+
+
+def test_rows_longer_than_the_header_are_refused_not_shifted(tmp_path: Path) -> None:
+    good = write(tmp_path, "location.csv", LOCATION)
+    lines = good.read_text().splitlines()
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text("\n".join([lines[0]] + [line + ",extra" for line in lines[1:]]) + "\n")
+    with pytest.raises(ValueError, match="more cells than the header"):
+        load_exposure(shifted, write(tmp_path, "account.csv", ACCOUNT))
