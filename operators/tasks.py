@@ -105,15 +105,21 @@ def record_losses_files(record: dict[str, Any], **context: Any) -> dict[str, Any
 
 
 def cleanup(plan: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Gather failed steps' errors into traceback.txt, then remove the run's temporary files (teardown)."""
+    """Gather failed steps' errors into traceback.txt, then remove the run's temporary files (teardown).
+
+    A run that failed (a step's error is in ``errors/`` and nothing was recorded) keeps them:
+    a resume (``POST /v2/analyses/{id}/resume/``) re-runs only the failed steps, which read
+    the run directory and the finished chunks' files; the resumed run's cleanup removes them.
+    """
     cfg = PlatformConfig.from_env()
     folder = plan["folder"]
     errors = storage.listdir(cfg, f"{folder}/errors")
     if errors:
         text = "\n\n".join(f"==> {name} <==\n{storage.read_text(cfg, f'{folder}/errors/{name}')}" for name in errors)
         storage.write_text(cfg, plan["traceback"], text)
+    resumable = bool(errors) and "record.json" not in storage.listdir(cfg, folder)
     removed = []
-    if not cfg.keep_remote_data:
+    if not cfg.keep_remote_data and not resumable:
         removed = [name for name in plan["temporary"] if storage.remove(cfg, f"{folder}/{name}")]
     return {"removed": removed, "traceback": plan["traceback"] if errors else None}
 
