@@ -115,26 +115,41 @@ def losses_conf(conf: Mapping[str, Any], input_file: str, **extra: Any) -> dict[
 
 
 def wrapper_worker(folder: Path, name: str, *, sleep: Mapping[str, float] | None = None,
-                   fail_chunks: Iterable[int] = ()) -> Path:
+                   fail_chunks: Iterable[int] = (), fail_while: Path | None = None, fail_after: float = 0,
+                   hog_mb: Mapping[str, int] | None = None) -> Path:
     """A worker entry point that sleeps before some steps and always fails some loss chunks.
 
     ``sleep`` maps a step name (``generate-losses-chunk``, ...) to seconds slept before the
     real ``perilflow-worker`` is exec'd; a loss chunk whose index is in ``fail_chunks``
-    exits 1 on every attempt (``attempts-<i>`` in ``folder`` counts them). The script's
-    path (inside ``folder``) is in the command line of the process, so tests find it.
+    exits 1 on every attempt (``attempts-<i>`` in ``folder`` counts them), or, with
+    ``fail_while``, only while that file exists (exiting after ``fail_after`` seconds). ``hog_mb``
+    maps a step name to megabytes the step allocates (and touches, 16 MiB at a time,
+    ``hog-<pid>`` in ``folder`` noting how far it got) before the real worker starts. Every
+    start is appended to ``journal`` in ``folder`` (pid, step, chunk index). The script's path
+    (inside ``folder``) is in the command line of the process, so tests find it.
     """
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / name
     script.write_text(f"""#!{sys.executable}
 import json, os, pathlib, sys, time
 step, params = sys.argv[1], json.loads(sys.argv[3])
-if step == "generate-losses-chunk" and params["chunk_index"] in {sorted(set(fail_chunks))!r}:
+folder = pathlib.Path({str(folder)!r})
+with open(folder / "journal", "a") as journal:
+    journal.write(f"{{os.getpid()}} {{step}} {{params.get('chunk_index', -1)}}\\n")
+failing = {fail_while is None!r} or pathlib.Path({str(fail_while)!r}).exists()
+if step == "generate-losses-chunk" and params["chunk_index"] in {sorted(set(fail_chunks))!r} and failing:
     counter = pathlib.Path({str(folder)!r}) / f"attempts-{{params['chunk_index']}}"
     attempts = int(counter.read_text()) if counter.exists() else 0
     counter.write_text(str(attempts + 1))
+    time.sleep({float(fail_after)!r})
     print(f"simulated failure of chunk {{params['chunk_index']}}, attempt {{attempts + 1}}", file=sys.stderr)
     sys.exit(1)
 time.sleep({dict(sleep or {})!r}.get(step, 0))
+hog, held = {dict(hog_mb or {})!r}.get(step, 0), []
+while len(held) * 16 < hog:
+    held.append(b"x" * (16 << 20))  # filled, so the pages are resident
+    (folder / f"hog-{{os.getpid()}}").write_text(str(len(held) * 16))
+    time.sleep(0.02)
 os.execv({WORKER!r}, [{WORKER!r}, *sys.argv[1:]])
 """)
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -319,6 +334,35 @@ class AirflowPlatform:
             self.stop()
             raise
         return self
+
+    def kill(self, name: str, *, tree: bool = True) -> list[int]:
+        """SIGKILL a component; with ``tree``, every process it started too, as a crash of its container would.
+
+        The LocalExecutor's task processes run in sessions of their own, so killing the
+        scheduler's process group alone would leave them (and their model steps) running.
+        Returns the pids killed.
+        """
+        import psutil
+
+        process = self.processes[name]
+        victims = [psutil.Process(process.pid)]
+        if tree:
+            victims += victims[0].children(recursive=True)
+        for victim in victims:
+            try:
+                victim.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(victims, timeout=10)
+        process.wait(10)
+        return [victim.pid for victim in victims]
+
+    def restart(self, name: str) -> subprocess.Popen:
+        """Start a component (``scheduler``, ``dag-processor``, ``api-server``) again, after :meth:`kill`."""
+        args = {"api-server": ["api-server", "--host", "127.0.0.1", "--port", str(self.port)]}.get(name, [name])
+        if self.processes[name].poll() is None:
+            raise PlatformError(f"{name} is still running; kill it first")
+        return self._spawn(name, args)
 
     def _check_alive(self) -> None:
         dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
@@ -548,8 +592,16 @@ class AirflowPlatform:
         reply = self.request("GET", path, params={"map_index": map_index}, check=False)
         if reply.status_code != 200:
             return f"<{reply.status_code}>"
-        content = reply.json().get("content") or []
-        return "\n".join(str(item.get("event", item)) if isinstance(item, dict) else str(item) for item in content)
+        lines = []
+        for item in reply.json().get("content") or []:
+            if not isinstance(item, dict):
+                lines.append(str(item))
+                continue
+            lines.append(str(item.get("event", item)))
+            # "Task failed with exception": the exception's text is in error_detail, not in the event
+            lines += [f"{e.get('exc_type')}: {e.get('exc_value')}" for e in item.get("error_detail") or []
+                      if isinstance(e, dict)]
+        return "\n".join(lines)
 
 
 def direct_losses(input_file: str, conf: Mapping[str, Any], n_chunks: int, output_uri: str,
