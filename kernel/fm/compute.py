@@ -71,6 +71,13 @@ def _back_alloc(loss, base, p, loss_in, loss_out, active, factor):
 
 
 @njit(cache=True, error_model="numpy")
+def _alloc_factor(factor, loss_in, loss_out):
+    """The factors ``_back_alloc`` scales items by (out/in per column), kept for a later pass."""
+    for i in range(loss_in.shape[0]):
+        factor[i] = loss_out[i] / loss_in[i] if loss_out[i] != 0 else 0.0
+
+
+@njit(cache=True, error_model="numpy")
 def _extras_factors(loss_in, loss_out, post, pre, i):
     """Factors that move loss and extras of one column from a node onto its items.
 
@@ -160,6 +167,7 @@ def _levels(
     loss, ext, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
     level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
+    defer_top, top_factor,
 ):
     """Run every active node of the plan, level by level, on state already holding the items' losses.
 
@@ -167,6 +175,10 @@ def _levels(
     ``_mark_event``). ``inp[rec_of[item], in_cols[col]]`` is the items' loss before any terms (read
     only for active items, by allocation rule 1 and the net of layers). Only the nodes listed in
     ``work[work_ptr[lv]:work_ptr[lv + 1]]`` are visited (``work_nodes``: the others change nothing).
+
+    With ``defer_top`` (allocation rule 2 without extras) the top level does not scale its items:
+    top node ``t`` (``k - level_ptr[-2]``) leaves its factors in ``top_factor[t, layer]`` (1 for a
+    layer without terms) and the caller applies them where it reads the items (``_fused_outputs``).
     """
     max_layers = loss.shape[1]
     n_cols = loss.shape[2]
@@ -181,6 +193,7 @@ def _levels(
     factors = np.empty((n_cols, 4))
     n_levels = level_ptr.shape[0] - 1
 
+    top0 = level_ptr[n_levels - 1]
     for lv in range(n_levels):
         for j in range(work_ptr[lv], work_ptr[lv + 1]):
             k = work[j]
@@ -230,6 +243,9 @@ def _levels(
                         pre[p] = ext[s, p]
 
             realloc_to_items = allocation_rule == 2 and base.shape[0] > 1
+            deferred = realloc_to_items and defer_top and lv == n_levels - 1
+            if deferred:
+                top_factor[k - top0, :P, :] = 1.0
 
             # 2. apply the terms
             if cross_layer[k]:
@@ -256,7 +272,9 @@ def _levels(
                             for q in range(L):
                                 layer_out[q, i] = loss[s, q, i] * f
                     for p in range(P):
-                        if realloc_to_items:
+                        if deferred:
+                            _alloc_factor(top_factor[k - top0, p], loss[s, p], layer_out[p])
+                        elif realloc_to_items:
                             if with_extras:
                                 _back_alloc_extras(loss, ext, base, p, loss[s, p], layer_out[p], ext[s, p], pre[p],
                                                    active, factors)
@@ -270,7 +288,9 @@ def _levels(
                         continue
                     e = ext[s, p] if with_extras else scratch
                     _apply_profile(rules, terms, r0, r1, out, loss[s, p], e)
-                    if realloc_to_items:
+                    if deferred:
+                        _alloc_factor(top_factor[k - top0, p], loss[s, p], out)
+                    elif realloc_to_items:
                         if with_extras:
                             _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p], active, factors)
                         else:
@@ -329,7 +349,8 @@ def _compute(
     loss[:n_items, 0, :] = inp
     _levels(loss, ext, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
             level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
-            slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
+            slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
+            False, np.empty((0, max_layers, n_cols)))
     result = np.empty((out_node.shape[0], n_cols))
     for o in range(out_node.shape[0]):
         s = slot[out_node[o]]
@@ -397,7 +418,7 @@ def _compute_events(
     n_items, allocation_rule, net, with_extras, start_nodes, kid_of_ptr, kid_of,
     n_slots, max_layers, level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
-    rules, terms, out_node, out_layer,
+    rules, terms, out_node, out_layer, defer_top, top_of,
 ):
     """Sparse run of events e0..e1-1: only the hit items and the nodes above them are computed.
 
@@ -405,8 +426,14 @@ def _compute_events(
     extras) are work space; their content on entry is never read: every value an event reads
     was written by that event (items' rows from ``losses``, node slots zeroed and summed).
     The FM's column ``i`` is ``losses[:, in_cols[i]]`` and goes to ``out_losses[:, out_cols[i]]``.
+    With ``defer_top`` the top level's back-allocation, the net of the layers and the output
+    records are one pass (``_fused_outputs``; ``top_of[item]``: the item's top node or -1).
     """
     n_cols = in_cols.shape[0]
+    n_levels = level_ptr.shape[0] - 1
+    top0 = level_ptr[n_levels - 1]
+    # NaN until a top node sets its factors: reading one it did not set would show in every output
+    top_factor = np.full((level_ptr[n_levels] - top0 if defer_top else 0, max_layers, n_cols), np.nan)
     n_layers = np.ones(n_slots, dtype=np.int64)
     active = np.zeros(n_slots, dtype=np.bool_)
     node_active = np.zeros(slot.shape[0], dtype=np.bool_)
@@ -425,9 +452,15 @@ def _compute_events(
                 loss[r, 0, i] = losses[rec, in_cols[i]]
             if with_extras:
                 ext[r, :, :, :] = 0.0
-        _levels(loss, ext, n_layers, active, node_active, losses, rec_of, in_cols, allocation_rule, net, with_extras,
+        _levels(loss, ext, n_layers, active, node_active, losses, rec_of, in_cols, allocation_rule,
+                net and not defer_top, with_extras,
                 level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
-                slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms)
+                slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
+                defer_top, top_factor)
+        if defer_top:
+            _fused_outputs(out_ptr[e], loss, n_layers, node_active, losses, rec_of, in_cols, net, slot, layer_len,
+                           profile_len, top0, top_of, top_factor, out_node, out_layer, out_index, out_losses, out_cols)
+            continue
         w = out_ptr[e]
         for o in range(out_node.shape[0]):
             if node_active[out_node[o]]:
@@ -437,6 +470,45 @@ def _compute_events(
                 for i in range(n_cols):
                     out_losses[w, out_cols[i]] = loss[s, q, i]
                 w += 1
+
+
+@njit(cache=True, error_model="numpy", nogil=True)
+def _fused_outputs(w, loss, n_layers, node_active, inp, rec_of, in_cols, net, slot, layer_len, profile_len,
+                   top0, top_of, top_factor, out_node, out_layer, out_index, out_losses, out_cols):
+    """Output records of one event whose top level deferred its back-allocation (``_levels``).
+
+    Item ``s``'s layer ``q`` is its row times its top node's factor (when that node has terms for
+    layer ``q``), a layer it lacks is a copy of layer 0, and with ``net`` each layer's net is what
+    is left after it: the same operations as back-allocation, the net pass and the output copy,
+    in one read of each item row. Outputs are item nodes (allocation rule 2). Returns the next row.
+    """
+    n_cols = in_cols.shape[0]
+    for o in range(out_node.shape[0]):
+        k = out_node[o]
+        if not node_active[k]:
+            continue
+        s = slot[k]
+        t = top_of[s]
+        scaled = profile_len[top0 + t] if t >= 0 else 0   # layers the top node scaled
+        nl = n_layers[s]
+        n_net = layer_len[k] if net else 0
+        q = out_layer[o]
+        if q >= max(nl, n_net):
+            q = 0
+        out_index[w] = o
+        for i in range(n_cols):
+            if q < n_net:
+                prev = inp[rec_of[s], in_cols[i]]
+                for qq in range(q + 1):
+                    src = qq if qq < nl else 0
+                    v = loss[s, src, i] * top_factor[t, src, i] if src < scaled else loss[s, src, i]
+                    v = prev - v
+                    prev = v if v > 0 else 0.0
+                out_losses[w, out_cols[i]] = prev
+            else:
+                out_losses[w, out_cols[i]] = loss[s, q, i] * top_factor[t, q, i] if q < scaled else loss[s, q, i]
+        w += 1
+    return w
 
 
 @njit(cache=True)
@@ -532,6 +604,28 @@ def work_nodes(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
     return plan.work_nodes_cache
 
 
+def top_items(plan: FMPlan) -> np.ndarray | None:
+    """Top-level node (index within the top level) of every item, or None when the top level's
+    back-allocation cannot be fused with the output pass (not allocation rule 2, extras, or
+    outputs above the items). Items under a top node that scales nothing (a single item, or a
+    node ``work_nodes`` skips) map to -1."""
+    if plan.top_items_cache is not None:
+        return plan.top_items_cache if plan.top_items_cache.shape[0] else None
+    n_levels = plan.level_ptr.shape[0] - 1
+    fusable = (plan.allocation_rule == 2 and not plan.needs_extras and n_levels >= 2
+               and bool(np.all(plan.out_node < plan.level_ptr[1])))
+    top_of = np.full(plan.n_items if fusable else 0, -1, dtype=np.int64)
+    if fusable:
+        top0 = int(plan.level_ptr[-2])
+        work_ptr, work = work_nodes(plan)
+        for k in work[work_ptr[-2]:work_ptr[-1]].tolist():   # the others scale nothing
+            b0, b1 = plan.base_ptr[k], plan.base_ptr[k + 1]
+            if b1 - b0 > 1:
+                top_of[plan.base[b0:b1]] = k - top0
+    plan.top_items_cache = top_of
+    return top_of if fusable else None
+
+
 def run_fm(
     plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64, threads: int | None = None
 ) -> np.ndarray:
@@ -602,6 +696,7 @@ def run_fm_events(
     columns: np.ndarray | None = None,
     out_columns: np.ndarray | None = None,
     out_width: int | None = None,
+    fuse_top: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the financial structure to many events, computing only what each event touches.
 
@@ -623,6 +718,9 @@ def run_fm_events(
     out_columns, out_width : optional
         write FM column ``i`` to column ``out_columns[i]`` of ``out_losses``, which then has
         ``out_width`` columns, the others zero (default: the FM columns in order)
+    fuse_top : bool
+        fuse the top level's back-allocation with the net and output passes where the plan allows
+        it (``top_items``); False computes them one after the other (same results, for tests)
 
     Returns
     -------
@@ -655,6 +753,7 @@ def run_fm_events(
     ptr, flat = slot_bases(plan)
     work_ptr, work = work_nodes(plan)
     kid_of_ptr, kid_of = slot_parents(plan)
+    top_of = top_items(plan) if fuse_top else None
     n_events = event_ptr.shape[0] - 1
     counts = _count_outputs(event_ptr, item_row, plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
                             kid_of_ptr, kid_of, plan.out_node)
@@ -690,7 +789,8 @@ def run_fm_events(
             plan.n_slots, plan.max_layers, plan.level_ptr, work_ptr, work, plan.slot, plan.own_slot,
             plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,
             plan.cross_layer, plan.prof_ptr, plan.prof_rows, plan.rules, plan.terms,
-            plan.out_node, plan.out_layer,
+            plan.out_node, plan.out_layer, top_of is not None,
+            top_of if top_of is not None else np.zeros(0, dtype=np.int64),
         )
 
     if workers == 1:

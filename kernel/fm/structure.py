@@ -75,6 +75,7 @@ class FMPlan:
     slot_base_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_bases
     slot_parents_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_parents
     work_nodes_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.work_nodes
+    top_items_cache: np.ndarray | None = None  # filled by compute.top_items
 
 
 # ---------------------------------------------------------------------------------------------

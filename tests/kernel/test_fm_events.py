@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
-from perilflow.kernel.fm.compute import run_fm, run_fm_events
+from perilflow.kernel.fm.compute import run_fm, run_fm_events, top_items, work_nodes
 from perilflow.kernel.fm.run import load_plan
 from perilflow.kernel.oasis.files import read_ri_layers
 from tests.kernel.test_fm_validation import SUITES, suite_dir
@@ -36,6 +36,10 @@ def random_events(rng: np.random.Generator, n_items: int, n_events: int, n_cols:
 def check_plan(plan, rng: np.random.Generator, net: bool) -> None:
     hits, event_ptr, item_row, losses = random_events(rng, plan.n_items, 9, 5)
     ptr, index, out = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=1)
+    # the fused top level (back-allocation, net and outputs in one pass) is bit-identical to the passes
+    unfused = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=1, fuse_top=False)
+    for got, want in zip((ptr, index, out), unfused, strict=True):
+        assert got.tobytes() == want.tobytes()
     for threads in (2, 3):
         p2, i2, o2 = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=threads)
         np.testing.assert_array_equal(p2, ptr)
@@ -72,3 +76,19 @@ def test_sparse_events_equal_dense_runs_on_validation_suites(suite: str) -> None
         check_plan(load_plan(folder, alloc), rng, net=False)
     for ri in read_ri_layers(folder):
         check_plan(load_plan(ri.directory, 3, with_items=False), rng, net=True)
+
+
+@pytest.mark.reference
+def test_skipped_nodes_and_fused_top_level_on_a_reinsurance_plan() -> None:
+    """PiWind-like reinsurance: items never visited by the level loop, the top level fused (allocation 2)."""
+    folder = suite_dir("reinsurance1/expected")
+    plan = load_plan(read_ri_layers(folder)[0].directory, 3, with_items=False)
+    work_ptr, work = work_nodes(plan)
+    assert work_ptr[1] == 0 and work.shape[0] < plan.slot.shape[0]  # no item node changes anything
+    assert top_items(plan) is not None
+    # allocation rule 1 spreads the top loss itself: never fused, and its top nodes are always visited
+    plan1 = load_plan(folder, 1)
+    assert top_items(plan1) is None
+    top = np.arange(plan1.level_ptr[-2], plan1.level_ptr[-1])
+    wide = top[np.diff(plan1.base_ptr)[top] > 1]
+    assert np.isin(wide, work_nodes(plan1)[1]).all()
