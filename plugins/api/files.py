@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import HTTPException, UploadFile, status
 from fastapi.responses import Response, StreamingResponse
@@ -40,15 +40,25 @@ def store_upload(settings: ApiSettings, upload: UploadFile, folder: str, prefix:
     limit = settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
+    size = write_stream(settings, upload.file, uri, limit)
+    return uri, filename, size
+
+
+def write_stream(settings: ApiSettings, source: BinaryIO, uri: str, limit: int | None = None) -> int:
+    """Copy ``source`` to ``uri`` in 1 MiB pieces under a temporary name, renamed when complete.
+
+    Past ``limit`` bytes it stops with 413 (PERILFLOW_MAX_UPLOAD_MB); on any failure the partial
+    file is removed, so storage never holds half a file. Returns the size.
+    """
     target = storage_path(settings, uri)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{name}.tmp"
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
     size = 0
     try:
         with tmp.open("wb") as out:
-            while piece := upload.file.read(CHUNK):
+            while piece := source.read(CHUNK):
                 size += len(piece)
-                if size > limit:
+                if limit is not None and size > limit:
                     raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
                 out.write(piece)
         tmp.rename(target)
@@ -56,7 +66,7 @@ def store_upload(settings: ApiSettings, upload: UploadFile, folder: str, prefix:
         if tmp.exists():
             tmp.unlink()
         raise
-    return uri, filename, size
+    return size
 
 
 def _too_large(settings: ApiSettings) -> str:
@@ -205,20 +215,8 @@ def copy_in_storage(settings: ApiSettings, source_uri: str, folder: str, prefix:
     filename = source_uri.rstrip("/").rsplit("/", 1)[-1]
     name = f"{storage.safe_name(prefix)}-{uuid.uuid4().hex[:8]}-{storage.safe_name(filename)}"
     uri = f"{settings.storage_url}/{folder.strip('/')}/{name}"
-    target = storage_path(settings, uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{name}.tmp"
-    size = 0
-    try:
-        with source.open("rb") as src, tmp.open("wb") as out:
-            while piece := src.read(CHUNK):
-                size += len(piece)
-                out.write(piece)
-        tmp.rename(target)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+    with source.open("rb") as src:
+        size = write_stream(settings, src, uri)
     return uri, filename, size
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import mimetypes
 import tarfile
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Annotated, Any
@@ -87,23 +86,7 @@ def store_file(settings: ApiSettings, upload: UploadFile, uri: str) -> int:
     limit = settings.max_upload_bytes
     if upload.size is not None and upload.size > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, files._too_large(settings))
-    target = files.storage_path(settings, uri)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    size = 0
-    try:
-        with tmp.open("wb") as out:
-            while piece := upload.file.read(files.CHUNK):
-                size += len(piece)
-                if size > limit:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, files._too_large(settings))
-                out.write(piece)
-        tmp.rename(target)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
-    return size
+    return files.write_stream(settings, upload.file, uri, limit)
 
 
 def remove_files(settings: ApiSettings, d: Dataset) -> None:
