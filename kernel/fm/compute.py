@@ -193,15 +193,52 @@ def _levels(
     factors = np.empty((n_cols, 4))
     n_levels = level_ptr.shape[0] - 1
 
+    s_ded, s_over, s_under = scratch[:, DED], scratch[:, OVER], scratch[:, UNDER]
     top0 = level_ptr[n_levels - 1]
     for lv in range(n_levels):
+        top = lv == n_levels - 1
         for j in range(work_ptr[lv], work_ptr[lv + 1]):
             k = work[j]
             if not node_active[k]:
                 continue
             s = slot[k]
-            kids = children[children_ptr[k]:children_ptr[k + 1]]
             P = profile_len[k]
+            if P == 1 and not with_extras and not cross_layer[k] and not (allocation_rule == 1 and top):
+                # the common node (one layer, no extras): steps 1 and 2 below with index loops, no views
+                if own_slot[k]:
+                    for i in range(n_cols):
+                        loss[s, 0, i] = 0.0
+                    for jc in range(children_ptr[k], children_ptr[k + 1]):
+                        c = children[jc]
+                        if active[c]:
+                            for i in range(n_cols):
+                                loss[s, 0, i] += loss[c, 0, i]
+                    n_layers[s] = 1
+                b0, b1 = slot_base_ptr[s], slot_base_ptr[s + 1]
+                scales = allocation_rule == 2 and b1 - b0 > 1
+                r0, r1 = prof_rows[prof_ptr[k], 0], prof_rows[prof_ptr[k], 1]
+                if r1 <= r0:
+                    if scales and defer_top and top:
+                        top_factor[k - top0, 0, :] = 1.0
+                    continue
+                row = loss[s, 0]
+                for r in range(r0, r1):
+                    if not apply_rule(rules[r], terms[r], out, row, s_ded, s_over, s_under):
+                        raise ValueError("unknown calcrule id in prepared FM profile")
+                if scales and defer_top and top:
+                    _alloc_factor(top_factor[k - top0, 0], row, out)
+                elif scales:
+                    _alloc_factor(factor, row, out)
+                    for jb in range(b0, b1):
+                        b = slot_base[jb]
+                        if active[b]:
+                            for i in range(n_cols):
+                                loss[b, 0, i] *= factor[i]
+                for i in range(n_cols):
+                    loss[s, 0, i] = out[i]
+                continue
+
+            kids = children[children_ptr[k]:children_ptr[k + 1]]
             base = slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]]
 
             # 1. bring the node's loss (and extras) into slot s, one row per layer
