@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run = _Run(run_folder(args.work, args.shared, args.size, args.samples))
+    if run.il_plan is None:
+        parser.error("the analysis has no insured losses (il_output/ri_output off): nothing for the FM to do")
     event_ids = next(islice(run.event_blocks(run.model.events), args.block, None))
     gul = run.block(event_ids)["gul"]   # ground-up sampling (and a first FM run: compilation)
     event_ptr = gul[0]
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     losses = gul[2]
 
     np.ones(int(args.warm_gib * 2**30) // 8)   # touched, then freed at once
-    il_plan, ri_plans = run.il_plan, run.ri_plans
+    ri_plans = run.ri_plans
     cols = _fm_column_map(losses.shape[1] - SPECIALS + len(FM_COLUMNS_OF_GUL))
     times: dict[str, list[float]] = {"il": [], "ri": [], "whole": []}
     for _ in range(args.runs):
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "size": args.size, "samples": args.samples, "block": args.block, "threads": args.threads,
         "events": int(event_ids.shape[0]), "gul_records": int(losses.shape[0]),
-        "il_records": int(result["il"][1].shape[0]) if il_plan is not None else 0,
+        "il_records": int(result["il"][1].shape[0]),
         "ri_records": int(result["ri"][1].shape[0]) if "ri" in result else 0,
         "min_s": {k: round(min(v), 4) for k, v in times.items()},
         "median_s": {k: round(statistics.median(v), 4) for k, v in times.items()},
