@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -140,29 +141,46 @@ def fill(db_url: str, n: int) -> None:
 # ----------------------------------------------------------------------------- the load
 
 
-async def _load(url: str, rate: float, duration: float, connections: int = 64) -> dict[str, Any]:
-    """Open-loop GETs of ``url``: ``rate`` per second for ``duration`` s over ``connections`` keep-alive sockets.
+#: one request of an open-loop run: (route label, the raw HTTP/1.1 request, the status code expected)
+Request = tuple[str, bytes, int]
+#: what :func:`open_loop` returns: latencies and errors per route label, the first reply's size, the wall time
+Outcome = tuple[dict[str, list[float]], dict[str, dict[str, int]], list[int], float]
+
+
+def http_request(method: str, host: str, port: int, target: str, body: Any = None) -> bytes:
+    """A raw HTTP/1.1 request (JSON body when given) for :func:`open_loop`."""
+    data = b"" if body is None else json.dumps(body).encode()
+    head = f"{method} {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n"
+    if body is not None:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+    return (head + "\r\n").encode() + data
+
+
+async def open_loop(host: str, port: int, rate: float, duration: float, request_for: Callable[[int], Request],
+                    connections: int = 64) -> Outcome:
+    """Send ``request_for(i)`` for i = 0, 1, ... at ``rate`` per second for ``duration`` s, whatever the replies do.
 
     A small HTTP/1.1 client on asyncio streams: httpx's async client took more CPU than the
     server under test (60% vs 29% of a core at 200 req/s), so the client, not the server,
     set the figures. A dispatcher puts each request on a queue at its scheduled time; the
-    connections take them in turn; a latency runs from the scheduled time to the last byte.
+    ``connections`` keep-alive sockets take them in turn; a latency runs from the scheduled
+    time to the last byte. Returns, per route label, the latencies (s) of the replies with the
+    expected status and the errors by kind (unexpected status code or exception name), the
+    size of the first reply, and the wall time.
     """
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    request = (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: application/json\r\n\r\n").encode()
     interval, count = 1.0 / rate, int(rate * duration)
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
+    latencies: dict[str, list[float]] = {}
+    errors: dict[str, dict[str, int]] = {}
     sizes: list[int] = []
-    queue: asyncio.Queue[float | None] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[float, Request] | None] = asyncio.Queue()
+
+    def error(label: str, kind: str) -> None:
+        errors.setdefault(label, {})[kind] = errors.get(label, {}).get(kind, 0) + 1
 
     async def connection() -> None:
         reader = writer = None
-        while (scheduled := await queue.get()) is not None:
+        while (item := await queue.get()) is not None:
+            scheduled, (label, request, expected) = item
             try:
                 if writer is None:
                     reader, writer = await asyncio.open_connection(host, port)
@@ -174,14 +192,14 @@ async def _load(url: str, rate: float, duration: float, connections: int = 64) -
                     if line[:15].lower() == b"content-length:":
                         length = int(line[15:])
                 body = await reader.readexactly(length)
-                if status_code != 200:
-                    errors[str(status_code)] = errors.get(str(status_code), 0) + 1
+                if status_code != expected:
+                    error(label, str(status_code))
                     continue
-                latencies.append(time.perf_counter() - scheduled)
+                latencies.setdefault(label, []).append(time.perf_counter() - scheduled)
                 if not sizes:
                     sizes.append(len(body))
             except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                error(label, type(exc).__name__)
                 if writer is not None:
                     writer.close()
                 reader = writer = None
@@ -195,22 +213,36 @@ async def _load(url: str, rate: float, duration: float, connections: int = 64) -
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        queue.put_nowait(scheduled)
+        queue.put_nowait((scheduled, request_for(i)))
     for _ in workers:
         queue.put_nowait(None)
     await asyncio.gather(*workers)
-    wall = time.perf_counter() - t0
-    latencies.sort()
+    return latencies, errors, sizes, time.perf_counter() - t0
+
+
+def percentiles(latencies: list[float]) -> dict[str, float | None]:
+    """p50/p90/p99/max in milliseconds."""
+    ordered = sorted(latencies)
 
     def pct(p: float) -> float | None:
-        return round(latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000, 2) if latencies \
-            else None
+        return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, 2) if ordered else None
 
-    return {"url": url, "rate_target": rate, "duration_s": duration, "requests": count, "ok": len(latencies),
-            "errors": errors, "achieved_rate": round(len(latencies) / wall, 1), "wall_s": round(wall, 1),
-            "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
-            "max_ms": round(latencies[-1] * 1000, 2) if latencies else None,
-            "reply_bytes": sizes[0] if sizes else None}
+    return {"p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99),
+            "max_ms": round(ordered[-1] * 1000, 2) if ordered else None}
+
+
+async def _load(url: str, rate: float, duration: float, connections: int = 64) -> dict[str, Any]:
+    """Open-loop GETs of ``url``: ``rate`` per second for ``duration`` s over ``connections`` keep-alive sockets."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = ("GET", http_request("GET", host, port, parts.path + (f"?{parts.query}" if parts.query else "")), 200)
+    latencies, errors, sizes, wall = await open_loop(host, port, rate, duration, lambda i: request, connections)
+    ok = latencies.get("GET", [])
+    return {"url": url, "rate_target": rate, "duration_s": duration, "requests": int(rate * duration),
+            "ok": len(ok), "errors": errors.get("GET", {}), "achieved_rate": round(len(ok) / wall, 1),
+            "wall_s": round(wall, 1), **percentiles(ok), "reply_bytes": sizes[0] if sizes else None}
 
 
 def _wait_up(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
