@@ -37,12 +37,17 @@ async def get_settings(request: Request) -> ApiSettings:
 
 
 def get_db(request: Request) -> Iterator[Session]:
+    """The request's product-DB session: committed when the route returns, then the files it released removed."""
+    from perilflow.plugins.api import files
+
     session: Session = request.app.state.perilflow_sessionmaker()
     try:
         yield session
         session.commit()
+        files.run_removals(session, request.app.state.perilflow_settings, committed=True)
     except BaseException:
         session.rollback()
+        files.run_removals(session, request.app.state.perilflow_settings, committed=False)
         raise
     finally:
         session.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import shutil
 import tempfile
@@ -14,10 +15,12 @@ from typing import Any, BinaryIO
 
 from fastapi import HTTPException, UploadFile, status
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
 
 from perilflow.operators import storage
 from perilflow.plugins.settings import ApiSettings
 
+log = logging.getLogger(__name__)
 CHUNK = 1 << 20
 
 
@@ -75,11 +78,38 @@ def _too_large(settings: ApiSettings) -> str:
 
 
 def remove(settings: ApiSettings, uri: str | None) -> None:
+    """Delete a stored file now (if any). Routes use :func:`remove_after_commit` instead."""
     if not uri:
         return
     target = storage_path(settings, uri)
     if target.exists():
         target.unlink()
+
+
+_PENDING = "perilflow_remove_after_commit"
+
+
+def remove_after_commit(db: Session, uri: str | None) -> None:
+    """Delete the stored file at ``uri`` once ``db``'s transaction commits; keep it if it rolls back.
+
+    A row that stops pointing at a file (a replaced upload, a deleted object) and the file itself
+    must go together: removed first, a failed commit would leave a row naming a missing file.
+    ``get_db`` calls :func:`run_removals` after its commit.
+    """
+    if uri:
+        db.info.setdefault(_PENDING, []).append(uri)
+
+
+def run_removals(db: Session, settings: ApiSettings, committed: bool) -> None:
+    """Delete the files queued by :func:`remove_after_commit` if the transaction committed; forget them if not."""
+    pending = db.info.pop(_PENDING, [])
+    if not committed:
+        return
+    for uri in pending:
+        try:
+            remove(settings, uri)
+        except OSError:  # the row is already gone; a file left behind is logged, not an error for the client
+            log.warning("could not remove %s after the commit that released it", uri, exc_info=True)
 
 
 def stream(settings: ApiSettings, uri: str | None, filename: str | None = None,

@@ -129,3 +129,29 @@ def test_validate_bad_location_file(client, exposure: Path, change, column, row,
     assert words in problem["message"] and problem["fix"]
     again = client.get(f"/v2/portfolios/{p['id']}/validate/", headers=auth("alice")).json()
     assert again["validation_status"] == "ERROR" and again["problems"]
+
+
+def test_a_replaced_file_goes_only_when_the_commit_does(client, settings, monkeypatch) -> None:
+    from sqlalchemy.orm import Session
+
+    storage = Path(settings.storage_url.removeprefix("file://"))
+    p = _portfolio(client)
+    assert _upload(client, p["id"], "location_file", "a.csv", b"LocNumber\n1\n").status_code == 200
+    [first] = list(storage.rglob("*.csv"))
+
+    real_commit = Session.commit
+
+    def failing_commit(self):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(Session, "commit", failing_commit)
+    with pytest.raises(RuntimeError, match="went away"):
+        _upload(client, p["id"], "location_file", "b.csv", b"LocNumber\n2\n")
+    monkeypatch.setattr(Session, "commit", real_commit)
+    # the row still names the first file, and the file is still there to download
+    assert first.exists()
+    assert client.get(f"/v2/portfolios/{p['id']}/location_file/", headers=auth("alice")).content == b"LocNumber\n1\n"
+
+    assert _upload(client, p["id"], "location_file", "c.csv", b"LocNumber\n3\n").status_code == 200
+    assert not first.exists()  # replaced and committed: the old file is gone
+    assert client.get(f"/v2/portfolios/{p['id']}/location_file/", headers=auth("alice")).content == b"LocNumber\n3\n"

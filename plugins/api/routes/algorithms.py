@@ -157,14 +157,14 @@ def patch_image(request: Request, image_pk: int, body: DockerImagePatch, db: DbD
 
 @images.delete("/{image_pk}/", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a docker image (409 while an algorithm uses it)")
-def delete_image(image_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+def delete_image(image_pk: int, db: DbDep, caller: CallerDep) -> Response:
     i = get_changeable(db, DockerImage, image_pk, caller, "docker image")
     used = db.scalar(select(Algorithm.id).where(Algorithm.docker_image_id == i.id))
     if used is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"algorithm {used} uses docker image {i.id}; "
                             "delete or change that algorithm first")
     if i.image_file is not None:
-        files.remove(settings, i.image_file.uri)
+        files.remove_after_commit(db, i.image_file.uri)
         db.delete(i.image_file)
     db.delete(i)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -179,7 +179,7 @@ def upload_image_file(request: Request, image_pk: int, file: UploadFile, db: DbD
     i.image_file = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name,
                               content_type=file.content_type or "application/x-tar")
     if old is not None:
-        files.remove(settings, old.uri)
+        files.remove_after_commit(db, old.uri)
         db.delete(old)
     db.flush()
     return image_json(request, i)

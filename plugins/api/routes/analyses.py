@@ -953,7 +953,7 @@ def _delete_route(name: str) -> None:
         if not uri:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no {name.replace('_', ' ')}")
         setattr(analysis, name, None)
-        files.remove(settings, uri)
+        files.remove_after_commit(db, uri)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -119,12 +119,12 @@ def patch_data_file(request: Request, data_file_pk: int, body: DataFilePatch, db
 
 
 @router.delete("/{data_file_pk}/", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a data file and its content")
-def delete_data_file(data_file_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+def delete_data_file(data_file_pk: int, db: DbDep, caller: CallerDep) -> Response:
     d = get_changeable(db, DataFile, data_file_pk, caller, WHAT)
     stored = d.file
     db.delete(d)
     if stored is not None:
-        files.remove(settings, stored.uri)
+        files.remove_after_commit(db, stored.uri)
         db.delete(stored)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -146,18 +146,18 @@ def post_content(request: Request, data_file_pk: int, file: UploadFile, db: DbDe
     d.file = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name,
                         content_type=file.content_type or "application/octet-stream")
     if old is not None:
-        files.remove(settings, old.uri)
+        files.remove_after_commit(db, old.uri)
         db.delete(old)
     db.flush()
     return data_file_json(request, d)
 
 
 @router.delete("/{data_file_pk}/content/", status_code=status.HTTP_204_NO_CONTENT, summary="Delete the content")
-def delete_content(data_file_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+def delete_content(data_file_pk: int, db: DbDep, caller: CallerDep) -> Response:
     d = get_changeable(db, DataFile, data_file_pk, caller, WHAT)
     if d.file is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"data file {data_file_pk} has no content")
     stored, d.file = d.file, None
-    files.remove(settings, stored.uri)
+    files.remove_after_commit(db, stored.uri)
     db.delete(stored)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

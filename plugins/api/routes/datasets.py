@@ -21,6 +21,7 @@ from fastapi import APIRouter, File, HTTPException, Request, Response, UploadFil
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from perilflow.operators.storage import safe_name
 from perilflow.plugins.api import files
@@ -89,10 +90,10 @@ def store_file(settings: ApiSettings, upload: UploadFile, uri: str) -> int:
     return files.write_stream(settings, upload.file, uri, limit)
 
 
-def remove_files(settings: ApiSettings, d: Dataset) -> None:
-    """Remove the dataset's files from storage (an output dataset's files belong to it as well)."""
+def remove_files(db: Session, d: Dataset) -> None:
+    """Remove the dataset's files from storage once ``db`` commits (an output dataset's files are its own too)."""
     for f in d.files:
-        files.remove(settings, f.uri)
+        files.remove_after_commit(db, f.uri)
 
 
 @router.get("/", summary="List datasets (filters: name, name__contains)")
@@ -140,14 +141,14 @@ def patch_dataset(request: Request, dataset_pk: int, body: DatasetPatch, db: DbD
 
 @router.delete("/{dataset_pk}/", status_code=status.HTTP_204_NO_CONTENT,
                summary="Delete a dataset and its files (409 while a queued or running task reads it)")
-def delete_dataset(dataset_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+def delete_dataset(dataset_pk: int, db: DbDep, caller: CallerDep) -> Response:
     d = get_changeable(db, Dataset, dataset_pk, caller, WHAT)
     busy = db.scalar(select(AlgorithmTask.id).where(AlgorithmTask.input_dataset_id == d.id,
                                                     AlgorithmTask.status.in_(("QUEUED", "RUNNING"))))
     if busy is not None:
         raise HTTPException(status.HTTP_409_CONFLICT,
                             f"algorithm task {busy} is using dataset {d.id}; cancel it or wait until it ends")
-    remove_files(settings, d)
+    remove_files(db, d)
     db.delete(d)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -200,13 +201,13 @@ def download_file(dataset_pk: int, file_pk: int, db: DbDep, caller: CallerDep, s
 
 @router.delete("/{dataset_pk}/files/{file_pk}/", status_code=status.HTTP_204_NO_CONTENT,
                summary="Remove one file")
-def delete_file(dataset_pk: int, file_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+def delete_file(dataset_pk: int, file_pk: int, db: DbDep, caller: CallerDep) -> Response:
     d = get_changeable(db, Dataset, dataset_pk, caller, WHAT)
     if d.source_task_id is not None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"dataset {d.id} is an algorithm task's output and "
                             "cannot change")
     f = _file(d, file_pk)
-    files.remove(settings, f.uri)
+    files.remove_after_commit(db, f.uri)
     d.files.remove(f)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

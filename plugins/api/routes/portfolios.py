@@ -146,27 +146,27 @@ def _file_routes(name: str, column: str) -> None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST,
                                 {"file": [f"{file.filename!r}: OED files must be .csv or .parquet"]})
         uri, filename, size = files.store_upload(settings, file, f"portfolios/{p.id}", name)
-        stored = _replace_file(db, settings, p, column, uri, filename, size, caller,
+        stored = _replace_file(db, p, column, uri, filename, size, caller,
                                file.content_type or "application/octet-stream")
         return {"created": stored.created, "file": stored.filename, "filename": stored.filename,
                 "stored": uri.rsplit("/", 1)[-1], "size": size}
 
     @router.delete(f"/{{portfolio_pk}}/{name}/", status_code=status.HTTP_204_NO_CONTENT,
                    summary=f"Remove the {label}")
-    def remove(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
+    def remove(portfolio_pk: int, db: DbDep, caller: CallerDep) -> Response:
         p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
         stored = getattr(p, column)
         if stored is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no {label}")
         setattr(p, column, None)
         db.delete(stored)
-        files.remove(settings, stored.uri)
+        files.remove_after_commit(db, stored.uri)
         p.validation_status = "NONE"
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-def _replace_file(db: Session, settings: ApiSettings, p: Portfolio, column: str, uri: str, filename: str, size: int,
-                  caller: Caller, content_type: str) -> StoredFile:
+def _replace_file(db: Session, p: Portfolio, column: str, uri: str, filename: str, size: int, caller: Caller,
+                  content_type: str) -> StoredFile:
     """Point ``p.column`` at a new stored file; the old one (row and object) goes; validation starts over."""
     old = getattr(p, column)
     stored = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name, content_type=content_type)
@@ -176,7 +176,7 @@ def _replace_file(db: Session, settings: ApiSettings, p: Portfolio, column: str,
     p.validation_errors = None
     if old is not None:
         db.delete(old)
-        files.remove(settings, old.uri)
+        files.remove_after_commit(db, old.uri)
     db.flush()
     return stored
 
@@ -241,7 +241,7 @@ def post_storage_links(portfolio_pk: int, db: DbDep, caller: CallerDep, settings
     for name, source in sources.items():
         uri, filename, size = files.copy_in_storage(settings, source, f"portfolios/{p.id}", name)
         content_type = "application/octet-stream" if files.is_parquet(filename) else "text/csv"
-        _replace_file(db, settings, p, FILE_KINDS[name][0], uri, filename, size, caller, content_type)
+        _replace_file(db, p, FILE_KINDS[name][0], uri, filename, size, caller, content_type)
     return get_storage_links(portfolio_pk, db, caller, settings)
 
 
@@ -287,7 +287,7 @@ def _store_text(settings: ApiSettings, db: Session, p: Portfolio, column: str, l
     if old is not None:
         db.delete(old)
         if old.uri != uri:
-            files.remove(settings, old.uri)
+            files.remove_after_commit(db, old.uri)
     return stored
 
 
