@@ -939,16 +939,23 @@ def delete_settings_file(analysis_pk: int, db: DbDep, caller: CallerDep) -> Resp
 _DELETABLE = ("output_file", "run_traceback_file", "input_generation_traceback_file")
 
 
+def _idle_changeable(request: Request, db: Session, settings: ApiSettings, caller: Caller, analysis_pk: int,
+                     removing: str) -> Analysis:
+    """The analysis, if the caller may change it and no run of it is active (409 naming what would be removed)."""
+    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
+    sync(db, settings, gateway_of(request), analysis)
+    if analysis.status in ACTIVE:
+        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; cancel it or wait for "
+                            f"it to finish before removing {removing}")
+    return analysis
+
+
 def _delete_route(name: str) -> None:
     @router.delete(f"/{{analysis_pk}}/{name}/", status_code=status.HTTP_204_NO_CONTENT, name=f"delete_{name}",
                    summary=f"Remove the {name.replace('_', ' ')} (409 while the analysis runs)")
     def delete(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
                ) -> Response:
-        analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
-        sync(db, settings, gateway_of(request), analysis)
-        if analysis.status in ACTIVE:
-            raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; cancel it or wait "
-                                "for it to finish before removing its files")
+        analysis = _idle_changeable(request, db, settings, caller, analysis_pk, "its files")
         uri = getattr(analysis, name)
         if not uri:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no {name.replace('_', ' ')}")
@@ -997,11 +1004,7 @@ def run_log_file(request: Request, analysis_pk: int, db: DbDep, caller: CallerDe
                summary="Remove the losses run's logs (409 while the analysis runs)")
 def delete_run_log_file(request: Request, analysis_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
                         ) -> Response:
-    analysis = get_changeable(db, Analysis, analysis_pk, caller, WHAT)
-    sync(db, settings, gateway_of(request), analysis)
-    if analysis.status in ACTIVE:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"analysis status is {analysis.status}; cancel it or wait for "
-                            "it to finish before removing its logs")
+    analysis = _idle_changeable(request, db, settings, caller, analysis_pk, "its logs")
     folder, logs = _run_logs(settings, analysis)
     if not logs:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"analysis {analysis_pk} has no run log")
