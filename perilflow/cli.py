@@ -227,9 +227,8 @@ def _analyses_action(args: argparse.Namespace) -> int:
 
 def _analyses_status(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        analysis = client.analysis(args.id)
         if args.json:
-            _print_json(analysis)
+            _print_json(client.analysis(args.id))
         else:
             print(client.progress(args.id).line())
     return 0

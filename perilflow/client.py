@@ -56,11 +56,15 @@ def _message(reply: httpx.Response) -> str:
 class Progress:
     """One look at a running analysis: its status and its current run's sub-tasks."""
 
-    status: str
+    analysis: dict[str, Any]
     done: int
     total: int
     running: list[str]
     failed: list[str]
+
+    @property
+    def status(self) -> str:
+        return str(self.analysis["status"])
 
     def line(self, width: int = 30) -> str:
         """``[#######.......]  12/40 sub-tasks  RUN_STARTED  generate-losses-chunk``."""
@@ -179,7 +183,7 @@ class PerilflowClient:
         running = [t["slug"].rsplit("-", 1)[0] if t.get("map_index", -1) >= 0 else t["slug"]
                    for t in tasks if t["status"] == "STARTED"]
         failed = [t["slug"] for t in tasks if t["status"] == "ERROR"]
-        return Progress(analysis["status"], done, len(tasks), running, failed)
+        return Progress(analysis, done, len(tasks), running, failed)
 
     def wait(self, analysis_id: int, *, timeout: float = 3600, poll: float = 2.0, until: frozenset[str] = TERMINAL,
              on_progress: Callable[[Progress], None] | None = None) -> dict[str, Any]:
@@ -190,7 +194,7 @@ class PerilflowClient:
             if on_progress is not None:
                 on_progress(progress)
             if progress.status in until:
-                return self.analysis(analysis_id)
+                return progress.analysis
             if time.monotonic() > deadline:
                 raise ApiError(f"analysis {analysis_id} still {progress.status} after {timeout:.0f} s; "
                                f"`perilflow analyses status {analysis_id}` shows it")
