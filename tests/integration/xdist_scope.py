@@ -14,8 +14,6 @@ from __future__ import annotations
 import pytest
 
 INTEGRATION_PREFIX = "tests/integration/"
-# Other modules that start a real Airflow platform: they join the integration scope.
-PLATFORM_MODULES = ("tests/ui/test_ui_live.py",)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -26,7 +24,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class IntegrationScopeScheduling(LoadGroupScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.startswith(INTEGRATION_PREFIX) or nodeid.startswith(PLATFORM_MODULES):
+            if nodeid.startswith(INTEGRATION_PREFIX):
                 return INTEGRATION_PREFIX
             return super()._split_scope(nodeid)
 
