@@ -98,6 +98,52 @@ def _write_private(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def airflow_env(*, home: Path, port: int, executor: str, parallelism: int, sql_alchemy_conn: str, secret_key: str,
+                jwt_secret: str, log_server_port: int, dags: Path | None = None) -> dict[str, str]:
+    """``AIRFLOW__*`` settings of an api-server, scheduler and dag-processor on this machine (loopback ``port``).
+
+    One admin user of the simple auth manager (password in ``<home>/passwords.json``), the task SDK
+    reaching the execution API on the same api-server, DAG parsing in one process, two-second
+    heartbeats. The local platform and the integration tests' harness both start Airflow with it.
+    """
+    url = f"http://127.0.0.1:{port}"
+    return {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags or dags_folder()),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(home / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": executor,
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_alchemy_conn,
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__SECRET_KEY": secret_key,
+        "AIRFLOW__API_AUTH__JWT_SECRET": jwt_secret,
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_server_port),
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+        "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "300",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+    }
+
+
+def components_healthy(url: str) -> tuple[bool, Any]:
+    """Whether Airflow at ``url`` reports its metadata DB, scheduler and dag-processor healthy, and what it said."""
+    import httpx
+
+    reply = httpx.get(f"{url}/api/v2/monitor/health", timeout=5)
+    health = reply.json() if reply.status_code == 200 else reply.status_code
+    healthy = isinstance(health, dict) and all((health.get(part) or {}).get("status") == "healthy"
+                                               for part in ("metadatabase", "scheduler", "dag_processor"))
+    return healthy, health
+
+
 @dataclass
 class LocalPlatform:
     """One local platform rooted at ``home``; :meth:`start`, :meth:`stop`, :meth:`status`."""
@@ -166,29 +212,11 @@ class LocalPlatform:
         """The components' environment: this process's without Airflow/Perilflow settings, plus ours."""
         values = self.secrets()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PERILFLOW_"))}
+        env.update(airflow_env(
+            home=self.airflow_home, port=self.port, executor="LocalExecutor", parallelism=self.parallelism,
+            sql_alchemy_conn=f"sqlite:///{self.airflow_home / 'airflow.db'}", secret_key=values["secret_key"],
+            jwt_secret=values["jwt_secret"], log_server_port=log_server_port))
         env.update({
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder()),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.airflow_home / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.airflow_home / "passwords.json"),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.airflow_home / 'airflow.db'}",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": values["secret_key"],
-            "AIRFLOW__API_AUTH__JWT_SECRET": values["jwt_secret"],
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_server_port),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "300",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "PERILFLOW_DATABASE_URL": self.product_db_url,
             "PERILFLOW_STORAGE_URL": f"file://{self.storage}",
             "PERILFLOW_MODEL_ROOT": str(self.models),
@@ -276,11 +304,7 @@ class LocalPlatform:
                 tails = "\n".join(f"--- {name} ---\n{self._log_tail(name)}" for name in dead)
                 raise PlatformError(f"{', '.join(dead)} exited; see {self.logs}:\n{tails}")
             try:
-                reply = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5)
-                last = reply.json() if reply.status_code == 200 else reply.status_code
-                healthy = isinstance(last, dict) and all(
-                    (last.get(part) or {}).get("status") == "healthy"
-                    for part in ("metadatabase", "scheduler", "dag_processor"))
+                healthy, last = components_healthy(self.url)
                 if healthy:
                     token = token or self.token()
                     headers = {"Authorization": f"Bearer {token}"}

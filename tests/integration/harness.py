@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import httpx
 
+from perilflow.platform import ADMIN_USER, airflow_env, components_healthy
 from tests.conftest import free_port
 from tests.ord_checks import storage_path  # noqa: F401 - part of the harness's interface
 
@@ -46,7 +47,7 @@ AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 WORKER = str(Path(sys.executable).with_name("perilflow-worker"))
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 REDIS = ("127.0.0.1", 6379)
-USER, PASSWORD = "admin", "admin"
+USER, PASSWORD = ADMIN_USER, "admin"
 FINISHED_RUN = ("success", "failed")
 FINISHED_TI = ("success", "failed", "skipped", "upstream_failed", "removed")
 
@@ -209,33 +210,17 @@ class AirflowPlatform:
     def env(self) -> dict[str, str]:
         """The components' environment: this process's, minus any Airflow/Perilflow setting, plus ours."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PERILFLOW_"))}
+        env.update(airflow_env(
+            home=self.home, port=self.port, executor=self.executor, parallelism=self.parallelism,
+            sql_alchemy_conn=self.db_url, secret_key="perilflow-integration-" + self.database,
+            jwt_secret="perilflow-integration-jwt-" + self.database, log_server_port=free_port(),
+            dags=REPO_ROOT / "dags"))
         env.update({
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.home / "plugins"),
-            "AIRFLOW__CORE__EXECUTOR": self.executor,
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.home / "passwords.json"),
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__CORE__FERNET_KEY": "",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_POOL_SIZE": "3",
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__API__SECRET_KEY": "perilflow-integration-" + self.database,
-            "AIRFLOW__API_AUTH__JWT_SECRET": "perilflow-integration-jwt-" + self.database,
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "600",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
         })
         if self.executor == "CeleryExecutor":
@@ -374,11 +359,8 @@ class AirflowPlatform:
         while time.monotonic() < deadline:
             self._check_alive()
             try:
-                reply = httpx.get(f"{self.url}/api/v2/monitor/health", timeout=5)
-                last = reply.json() if reply.status_code == 200 else reply.status_code
-                if isinstance(last, dict) and all(
-                        (last.get(part) or {}).get("status") == "healthy"
-                        for part in ("metadatabase", "scheduler", "dag_processor")):
+                healthy, last = components_healthy(self.url)
+                if healthy:
                     return
             except (httpx.HTTPError, ValueError) as exc:
                 last = repr(exc)
