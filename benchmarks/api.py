@@ -33,7 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -261,9 +262,16 @@ def _wait_up(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
     raise RuntimeError("the server did not answer in time")
 
 
-def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios: list[tuple[str, str, float]],
-        workers: int = 1) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="perilflow-bench-api-"))
+@contextmanager
+def served(db: str, n: int, workers: int, prefix: str = "perilflow-bench-api-") -> Iterator[dict[str, Any]]:
+    """A product DB (``sqlite`` or a throwaway ``postgresql`` one) holding ``n`` analyses, served by the app.
+
+    Yields ``{"port", "fill_s"}`` once ``healthcheck/`` answers; on exit stops the server, drops the
+    database and removes the temporary folder.
+    """
+    import shutil
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
     pg_name = None
     if db == "postgresql":
         pg_name = f"perilflow_bench_{secrets.token_hex(4)}"
@@ -281,8 +289,24 @@ def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios:
         process = subprocess.Popen([sys.executable, "-m", "benchmarks.api", "--serve", db_url, "--port", str(port),
                                     "--storage", f"file://{tmp / 'storage'}", "--workers", str(workers)],
                                    cwd=ROOT, env=env)
-        base = f"http://127.0.0.1:{port}/perilflow"
-        _wait_up(f"{base}/healthcheck/", process)
+        _wait_up(f"http://127.0.0.1:{port}/perilflow/healthcheck/", process)
+        yield {"port": port, "fill_s": fill_s}
+    finally:
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        if pg_name:
+            pg_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios: list[tuple[str, str, float]],
+        workers: int = 1) -> dict[str, Any]:
+    with served(db, n, workers) as server:
+        base = f"http://127.0.0.1:{server['port']}/perilflow"
         results = []
         for label, query, scenario_rate in scenarios:
             url = f"{base}/v2/analyses/{query}"
@@ -293,19 +317,8 @@ def run(db: str, n: int, rate: float, duration: float, warmup: float, scenarios:
                           load_1m_after=round(os.getloadavg()[0], 2))
             print(json.dumps(result), flush=True)  # noqa: T201
             results.append(result)
-        return {"db": db, "workers": workers, "analyses": n, "fill_s": round(fill_s, 1), "scenarios": results}
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if pg_name:
-            pg_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
+        return {"db": db, "workers": workers, "analyses": n, "fill_s": round(server["fill_s"], 1),
+                "scenarios": results}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,17 +32,13 @@ import datetime
 import json
 import os
 import platform
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.api import STATUSES, Request, _wait_up, fill, http_request, open_loop, percentiles
-from tests.integration.harness import PG, free_port, pg_execute
+from benchmarks.api import STATUSES, Request, http_request, open_loop, percentiles, served
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "api_load.json"
@@ -88,38 +84,13 @@ def requests_for(host: str, port: int, analyses: int) -> Any:
 
 
 def run(db: str, analyses: int, rate: float, duration: float, warmup: float, workers: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="perilflow-bench-api-load-"))
-    pg_name = None
-    if db == "postgresql":
-        pg_name = f"perilflow_bench_{secrets.token_hex(4)}"
-        pg_execute(f'CREATE DATABASE "{pg_name}"')
-        db_url = f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{pg_name}"
-    else:
-        db_url = f"sqlite:///{tmp / 'perilflow.db'}"
-    process = None
-    try:
-        fill(db_url, analyses)
-        port = free_port()
-        env = {**os.environ, "AIRFLOW_HOME": str(tmp / "airflow"), "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks.api", "--serve", db_url, "--port", str(port),
-                                    "--storage", f"file://{tmp / 'storage'}", "--workers", str(workers)],
-                                   cwd=ROOT, env=env)
-        _wait_up(f"http://127.0.0.1:{port}/perilflow/healthcheck/", process)
+    with served(db, analyses, workers, prefix="perilflow-bench-api-load-") as server:
+        port = server["port"]
         request_for = requests_for("127.0.0.1", port, analyses)
         asyncio.run(open_loop("127.0.0.1", port, rate, warmup, request_for))
         load_before = os.getloadavg()[0]
         latencies, errors, _, wall = asyncio.run(open_loop("127.0.0.1", port, rate, duration, request_for))
         load_after = os.getloadavg()[0]
-    finally:
-        if process is not None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if pg_name:
-            pg_execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
-        shutil.rmtree(tmp, ignore_errors=True)
     routes = {}
     for label, _ in MIX:
         ok = latencies.get(label, [])
