@@ -466,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"perilflow {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except (ApiError, PlatformError, RuntimeError) as exc:
+    except (ApiError, PlatformError) as exc:  # an unexpected error keeps its traceback
         message = str(exc).strip().splitlines()
         print(f"perilflow {args.command}: error: {message[0] if message else exc!r}", file=sys.stderr)
         for line in message[1:40]:

@@ -112,7 +112,9 @@ def _wait(client: Any, task_id: int, timeout: float, poll: float, quiet: bool) -
                 sys.stderr.write("\n")
             return status
         if time.monotonic() > deadline:
-            raise RuntimeError(f"algorithm task {task_id} still {status['status']} after {timeout:.0f} s; "
+            from perilflow.client import ApiError
+
+            raise ApiError(f"algorithm task {task_id} still {status['status']} after {timeout:.0f} s; "
                                f"`perilflow algorithms status {task_id}` shows it")
         time.sleep(poll)
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from perilflow.client import PerilflowClient, Progress
+from perilflow.client import ApiError, PerilflowClient, Progress
 from perilflow.platform import ADMIN_USER, LocalPlatform
 
 DEMO_FOLDER = "demo"
@@ -103,7 +103,7 @@ def run_demo(home: Path, *, port: int, out: TextIO = sys.stdout, timeout: float 
         final = client.wait(analysis["id"], timeout=timeout, poll=1.0, on_progress=progress_printer(out))
         out.write("\n")
         if final["status"] != "RUN_COMPLETED":
-            raise RuntimeError(f"analysis {analysis['id']} ended {final['status']}; "
+            raise ApiError(f"analysis {analysis['id']} ended {final['status']}; "
                                f"`perilflow analyses status {analysis['id']}` and the UI show why")
         target = platform.reports / f"analysis-{analysis['id']}"
         archive = client.download(f"v2/analyses/{analysis['id']}/output_file/", target / "output.tar.gz")
