@@ -6,10 +6,13 @@ so pytest puts the repo root on sys.path), or through the ``shared`` fixture.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +22,20 @@ import pytest
 from tests.integration.xdist_scope import pytest_xdist_make_scheduler  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# One isolated Airflow per test process (each pytest-xdist worker): its own AIRFLOW_HOME and SQLite
+# metadata DB, never ~/airflow. Set here, in the root conftest, because Airflow reads its configuration
+# once, when the process first imports it, and any test module may be the first to do so while being
+# collected. tests/operators/conftest.py migrates this DB for the dag.test() runs.
+AIRFLOW_TEST_HOME = Path(tempfile.mkdtemp(prefix="perilflow-airflow-"))
+atexit.register(shutil.rmtree, AIRFLOW_TEST_HOME, True)
+os.environ.update({
+    "AIRFLOW_HOME": str(AIRFLOW_TEST_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_TEST_HOME / 'airflow.db'}",
+})
 
 
 def shared_dir() -> Path:

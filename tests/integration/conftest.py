@@ -13,10 +13,7 @@ two cores.
 
 from __future__ import annotations
 
-import atexit
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,11 +21,6 @@ import pytest
 from tests.conftest import require_shared
 from tests.integration.harness import services_answer
 from tests.ord_checks import assert_same_folder, extract  # noqa: F401 - the tier's tests import them from here
-
-# The tests import a little of Airflow themselves (cancel_run, storage): keep that away from ~/airflow.
-if "AIRFLOW_HOME" not in os.environ:
-    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="perilflow-it-client-")
-    atexit.register(shutil.rmtree, os.environ["AIRFLOW_HOME"], True)
 
 
 def require_services() -> None:

@@ -1,7 +1,7 @@
-"""An isolated Airflow for the operator and DAG tests: its own AIRFLOW_HOME, SQLite DB and storage.
+"""The operator and DAG tests' Airflow: the test process's own home (tests/conftest.py), migrated, and storage.
 
-The environment is set when this file is imported, before any test imports Airflow (Airflow
-reads its configuration once, at import). Each pytest-xdist worker gets its own home.
+The Airflow home and DB are set by the root conftest (Airflow reads its configuration once, at the
+process's first import of it); here the Perilflow settings of the dag.test() runs are added.
 """
 
 from __future__ import annotations
@@ -10,20 +10,14 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, require_shared
+from tests.conftest import AIRFLOW_TEST_HOME, require_shared
 
-_HOME = Path(tempfile.mkdtemp(prefix="perilflow-airflow-"))
+_HOME = AIRFLOW_TEST_HOME
 os.environ.update({
-    "AIRFLOW_HOME": str(_HOME),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
-    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME / 'airflow.db'}",
     "PERILFLOW_STORAGE_URL": f"file://{_HOME / 'storage'}",
     "PERILFLOW_RETRY_DELAY": "1",
     # no api-server in dag.test runs: stopping siblings is checked in the integration tier
