@@ -200,19 +200,29 @@ def reference(platform, piwind, tmp_path_factory) -> dict[str, Any]:
 
 
 def find_step(marker: str, step: str, index: int) -> psutil.Process | None:
-    """The live process of a model step: ``marker`` (its wrapper's path), step name and chunk index in its argv."""
+    """The live process of a model step that has begun its wait: ``marker`` (its wrapper's path), step
+    name and chunk index in its argv, and its start already in the wrapper's journal.
+
+    A process is visible with its argv before the interpreter has run the wrapper's first line; a
+    kill in that gap would leave no journal line for the first try.
+    """
+    started = {int(line.split()[0]) for line in _journal_lines(Path(marker))}
     for process in psutil.process_iter(["cmdline"]):
         argv = process.info.get("cmdline") or []
-        if marker in " ".join(argv) and step in argv and f'"chunk_index": {index},' in argv[-1]:
+        if (marker in " ".join(argv) and step in argv and f'"chunk_index": {index},' in argv[-1]
+                and process.pid in started):
             return process
     return None
 
 
+def _journal_lines(worker: Path) -> list[str]:
+    path = worker.parent / "journal"
+    return [line for line in path.read_text().split("\n") if line.strip()] if path.exists() else []
+
+
 def journal(worker: Path) -> list[tuple[str, int]]:
     """The (step, chunk index) of every start of the wrapper."""
-    path = worker.parent / "journal"
-    lines = path.read_text().split("\n") if path.exists() else []
-    return [(parts[1], int(parts[2])) for parts in (line.split() for line in lines) if parts]
+    return [(parts[1], int(parts[2])) for parts in (line.split() for line in _journal_lines(worker))]
 
 
 def wait_gone(platform: AirflowPlatform, marker: str, seconds: float) -> list[Any]:
