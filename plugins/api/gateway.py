@@ -5,7 +5,8 @@ The app is given a :class:`WorkflowGateway`; tests give it a fake that records c
 
 * trigger: ``airflow.api.common.trigger_dag.trigger_dag`` (in Airflow 3.3.2 it creates the
   DagRun through ``SerializedDAG.create_dagrun``, which validates the conf against the DAG's
-  Params and raises ``ParamValidationError``), so no service credentials are needed;
+  Params and raises ``ParamValidationError``), so no service credentials are needed; the
+  logical date is the submission time, so equal priorities start first come, first served;
 * reading: the DagRun, its task instances and the record tasks' XCom through Airflow's ORM
   session (the api-server owns the metadata DB; airflow3-notes.md section 9.4);
 * cancel: :func:`perilflow.operators.cancel.cancel_run` through the REST API (it skips
@@ -19,11 +20,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 RECORD_INPUTS = "record-input-files"
 RECORD_LOSSES = "record-losses-files"
+#: logical dates tried when a run is triggered (see :meth:`AirflowGateway.trigger`)
+TRIGGER_TRIES = 5
+
+
+def submission_time() -> datetime:
+    """Now, in UTC, to the microsecond: a triggered run's logical date."""
+    return datetime.now(UTC)
 
 
 class WorkflowError(RuntimeError):
@@ -139,18 +147,34 @@ class AirflowGateway:
         self.api_url = api_url
 
     def trigger(self, dag_id: str, run_id: str, conf: dict[str, Any], user: str) -> None:
+        """Create the DAG run, with the submission time (to the microsecond) as its logical date.
+
+        The scheduler queues waiting task instances by priority weight, then by their run's
+        logical date: a run without one (Airflow's default for a manual trigger) has no place
+        among equal priorities, so analyses of one priority would start in no particular order.
+        The logical date is unique per DAG; two submissions in the same microsecond take the
+        next free one (a few tries, then the error).
+        """
         from airflow.api.common.trigger_dag import trigger_dag
         from airflow.exceptions import DagNotFound, DagRunAlreadyExists, ParamValidationError
         from airflow.utils.types import DagRunTriggeredByType
+        from sqlalchemy.exc import IntegrityError
 
-        try:
-            trigger_dag(dag_id, run_id=run_id, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
-                        triggering_user_name=user)
-        except DagNotFound:
-            raise WorkflowError(f"DAG {dag_id} is not known to Airflow yet; check the dag-processor has parsed "
-                                "the perilflow DAGs") from None
-        except (DagRunAlreadyExists, ParamValidationError, ValueError) as exc:
-            raise WorkflowError(f"Airflow refused the run of {dag_id}: {exc}") from None
+        submitted = submission_time()
+        for attempt in range(TRIGGER_TRIES):
+            try:
+                trigger_dag(dag_id, run_id=run_id, conf=conf, triggered_by=DagRunTriggeredByType.REST_API,
+                            triggering_user_name=user, logical_date=submitted + timedelta(microseconds=attempt),
+                            replace_microseconds=False)
+                return
+            except DagNotFound:
+                raise WorkflowError(f"DAG {dag_id} is not known to Airflow yet; check the dag-processor has parsed "
+                                    "the perilflow DAGs") from None
+            except (DagRunAlreadyExists, ParamValidationError, ValueError) as exc:
+                raise WorkflowError(f"Airflow refused the run of {dag_id}: {exc}") from None
+            except IntegrityError as exc:  # another run of the DAG holds this logical date
+                if attempt == TRIGGER_TRIES - 1:
+                    raise WorkflowError(f"Airflow refused the run of {dag_id}: {exc.orig}") from None
 
     def run_info(self, dag_id: str, run_id: str) -> RunInfo | None:
         from airflow.models.dagrun import DagRun

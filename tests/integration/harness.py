@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -520,8 +521,10 @@ class AirflowPlatform:
 
     def trigger(self, dag_id: str, conf: Mapping[str, Any], run_id: str | None = None) -> str:
         run_id = run_id or f"it-{secrets.token_hex(4)}"
+        # the submission time as logical date, as the Perilflow API's AirflowGateway.trigger sets it
+        logical_date = datetime.now(UTC).isoformat()
         self.request("POST", f"/api/v2/dags/{dag_id}/dagRuns",
-                     json={"dag_run_id": run_id, "logical_date": None, "conf": dict(conf)})
+                     json={"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf)})
         return run_id
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:

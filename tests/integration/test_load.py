@@ -3,7 +3,7 @@
 A real Airflow (api-server, scheduler, dag-processor, LocalExecutor with ``parallelism`` 2 on
 a fresh PostgreSQL database) runs 100 losses-only runs of PiWind loc10 (run mode v1: one
 model step per run, one sample), triggered back to back through Airflow's REST API as the
-Perilflow API triggers them (no logical date), with priorities 1-10 in a mixed order. All
+Perilflow API triggers them (logical date = submission time), with priorities 1-10 in a mixed order. All
 must succeed, and the scheduler must start them by priority (the cluster policy's
 ``priority_weight``), then by submission. Reads ../shared/piwind. ``PERILFLOW_IT_LOAD_RUNS``
 sets another count (100 runs are ~600 task processes: 11-14 minutes on a 2-core machine).
@@ -125,10 +125,9 @@ def test_start_order_follows_priority(load) -> None:
                       f"later): {json.dumps(wrong[:20])}"
 
 
-@pytest.mark.xfail(reason="equal priorities start in no particular order: the runs are triggered without a logical "
-                          "date (as the API's AirflowGateway.trigger does), and the scheduler breaks priority ties "
-                          "by logical_date only; fix: trigger with logical_date = submission time")
 def test_equal_priorities_start_in_submission_order(load) -> None:
+    """Of two runs of one priority waiting for a slot, the one submitted first starts first: the scheduler
+    breaks priority ties by logical date, which the API sets to the submission time."""
     wrong = out_of_order(candidates(load),
                          lambda b, a: b["priority"] == a["priority"] and b["submitted"] < a["submitted"])
     assert not wrong, f"{len(wrong)} pairs out of order (run, priority, queued before, its priority, seconds " \
