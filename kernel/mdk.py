@@ -33,6 +33,7 @@ _PATH_KEYS = {
     "keys_data_csv": "keys_csv",
     "exposure_pre_analysis_module": "pre_analysis_module",
     "exposure_pre_analysis_setting_json": "pre_analysis_setting_json",
+    "currency_conversion_json": "currency_conversion_json",
 }
 _REQUIRED_EXISTING = ("model_data_dir", "location")
 
@@ -56,6 +57,8 @@ class MdkConfig:
     pre_analysis_module: Path | None = None
     pre_analysis_class_name: str = "ExposurePreAnalysis"
     pre_analysis_setting_json: Path | None = None
+    currency_conversion_json: Path | None = None
+    reporting_currency: str | None = None
     gul_alloc_rule: int = 0
     il_alloc_rule: int = 2
     ri_alloc_rule: int = 3
@@ -101,6 +104,15 @@ def load_mdk_config(path: str | Path, require: tuple[str, ...] = _REQUIRED_EXIST
             if not isinstance(value, str) or not value.isidentifier():
                 raise MdkConfigError(f"{path}: '{key}' must be the name of a Python class, got {value!r}")
             config.pre_analysis_class_name = value
+        elif key == "reporting_currency":
+            if value in (None, ""):
+                continue
+            from perilflow.kernel.oed.currency import check_reporting_currency
+
+            try:
+                config.reporting_currency = check_reporting_currency(value)
+            except ValueError as exc:
+                raise MdkConfigError(f"{path}: {exc}") from None
         elif key == "ktools_alloc_rule_gul":
             config.gul_alloc_rule = _alloc(path, key, value)
         elif key == "ktools_alloc_rule_il":

@@ -102,7 +102,8 @@ def _fetch_exposure(prefix: str, folder: Path) -> dict[str, Path]:
 
 
 def pre_analysis_hook(params: dict[str, Any]) -> dict[str, Any]:
-    """Check the OED files, run the model's pre-analysis hook (if any) and store the result."""
+    """Convert the OED files' amounts to the reporting currency (if ``currency`` names one), run the
+    model's pre-analysis hook (if any), check the files and store them for the later steps."""
     from perilflow.kernel.oed import load_exposure
 
     portfolio, prefix = need(params, "portfolio", "exposure")
@@ -111,6 +112,12 @@ def pre_analysis_hook(params: dict[str, Any]) -> dict[str, Any]:
     with scratch("pre-analysis-hook") as work:
         local = {kind: storage.fetch(uri, work / "in" / f"{kind}{_suffix(uri)}")
                  for kind, uri in portfolio.items() if kind in OED_FILES and uri}
+        currency = params.get("currency") or {}
+        if currency.get("reporting_currency"):
+            from perilflow.kernel.oed.currency import convert_exposure_files
+
+            local = convert_exposure_files(local, currency["reporting_currency"], currency.get("conversion"),
+                                           work / "converted")  # before the hook, as the reference
         hook = params.get("hook") or {}
         if hook.get("module"):
             from perilflow.kernel.inputs.hook import run_pre_analysis_hook_files

@@ -50,7 +50,7 @@ def input_generation_plan(conf: RunConf, cfg: PlatformConfig, run_uuid: str, loc
         "folder": files,
         "n_lookup_chunks": n,
         "hook": _with_runtime({"portfolio": dict(conf.portfolio), "exposure": exposure,
-                               "hook": model.get("hook")}, runtime),
+                               "hook": model.get("hook"), "currency": dict(conf.currency) or None}, runtime),
         "lookups": [_with_runtime({"exposure": exposure, "lookup_config_json": model["lookup_config_json"],
                                    "lookup_data_dir": model.get("lookup_data_dir"), "chunk_index": i,
                                    "n_chunks": n, "output": uri}, runtime) for i, uri in enumerate(lookups)],

@@ -77,6 +77,15 @@ _PORTFOLIO_SCHEMA: dict[str, Any] = {
     "properties": {name: {"type": "string", "minLength": 1} for name in ("location", "account", "ri_info",
                                                                           "ri_scope")},
 }
+#: the portfolio's reporting currency and rates of exchange (perilflow.kernel.oed.currency)
+_CURRENCY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "reporting_currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "conversion": {"type": ["object", "null"]},
+    },
+}
 
 
 def run_params(stage: str) -> dict[str, Any]:
@@ -95,6 +104,9 @@ def run_params(stage: str) -> dict[str, Any]:
     if stage in ("inputs", "both"):
         params["portfolio"] = Param({"location": ""}, schema=_PORTFOLIO_SCHEMA,
                                     description="OED files: storage URIs or paths")
+        params["currency"] = Param({}, schema=_CURRENCY_SCHEMA,
+                                   description="amounts converted to reporting_currency with the conversion's "
+                                               "rates before input generation (empty: no conversion)")
     if stage in ("losses", "both"):
         params["analysis_settings"] = Param({}, type=["object", "string"],
                                             description="analysis settings (object or URI of the JSON file)")
@@ -114,6 +126,7 @@ class RunConf:
     priority: int = 4
     run_mode: str = "v2"
     portfolio: Mapping[str, str] = field(default_factory=dict)
+    currency: Mapping[str, Any] = field(default_factory=dict)
     analysis_settings: Mapping[str, Any] | str | None = None
     input_file: str | None = None
     chunking: ChunkingOptions = field(default_factory=ChunkingOptions)
@@ -129,6 +142,24 @@ def _required(conf: Mapping[str, Any], name: str, what: str) -> Any:
     if value in (None, "", {}):
         raise ValueError(f"run conf: '{name}' is missing; give {what}")
     return value
+
+
+def _currency(currency: Any) -> dict[str, Any]:
+    """The checked ``currency`` of a conf: {} (no conversion) or reporting_currency [+ conversion]."""
+    from perilflow.kernel.oed.currency import check_conversion, check_reporting_currency
+
+    if not currency:
+        return {}
+    if not isinstance(currency, Mapping) or not currency.get("reporting_currency"):
+        raise ValueError("run conf: currency needs reporting_currency (e.g. {'reporting_currency': 'USD', "
+                         "'conversion': {...}})")
+    try:
+        checked = {"reporting_currency": check_reporting_currency(currency["reporting_currency"])}
+        if currency.get("conversion"):
+            checked["conversion"] = check_conversion(currency["conversion"])
+    except ValueError as exc:
+        raise ValueError(f"run conf: currency: {exc}") from None
+    return checked
 
 
 def parse_conf(conf: Mapping[str, Any], stage: str) -> RunConf:
@@ -147,6 +178,7 @@ def parse_conf(conf: Mapping[str, Any], stage: str) -> RunConf:
         if not model.get("lookup_config_json"):
             raise ValueError("run conf: model.lookup_config_json is missing; input generation needs the model's "
                              "lookup config")
+        currency = _currency(conf.get("currency"))
     if stage in ("losses", "both"):
         _required(conf, "analysis_settings", "the analysis settings (object or URI)")
     if stage == "losses":
@@ -162,7 +194,8 @@ def parse_conf(conf: Mapping[str, Any], stage: str) -> RunConf:
         raise ValueError(f"run conf: run_uuid {run_uuid!r} must be 8-32 lowercase hex digits")
     return RunConf(
         analysis_id=analysis_id, model=model, priority=priority, run_mode=run_mode,
-        portfolio=conf.get("portfolio") or {}, analysis_settings=conf.get("analysis_settings"),
+        portfolio=conf.get("portfolio") or {}, currency=currency if stage in ("inputs", "both") else {},
+        analysis_settings=conf.get("analysis_settings"),
         input_file=conf.get("input_file") or None,
         chunking=ChunkingOptions.from_dicts(model.get("chunking"), conf.get("chunking")),
         run_uuid=run_uuid)

@@ -203,7 +203,8 @@ def _portfolios_upload(args: argparse.Namespace) -> int:
     files = {kind: getattr(args, kind) for kind in ("location", "account", "ri_info", "ri_scope")
              if getattr(args, kind)}
     with _client(args) as client:
-        portfolio = client.upload_portfolio(args.name, files)
+        portfolio = client.upload_portfolio(args.name, files, reporting_currency=args.reporting_currency,
+                                            currency_rates=args.currency_rates)
         if args.validate:
             client.request("POST", f"v2/portfolios/{portfolio['id']}/validate/")
         _print_json(portfolio)
@@ -328,6 +329,10 @@ def _add_platform_parsers(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--account", help="OED account file")
     up.add_argument("--ri-info", help="OED reinsurance info file")
     up.add_argument("--ri-scope", help="OED reinsurance scope file")
+    up.add_argument("--reporting-currency", metavar="CODE",
+                    help="convert every amount to this currency (ISO 4217) before input generation")
+    up.add_argument("--currency-rates", metavar="FILE",
+                    help="rates of exchange: a CSV cur_from,cur_to,roe or the currency conversion JSON")
     up.add_argument("--validate", action="store_true", help="validate the files (400 lists the problems)")
     up.set_defaults(func=_portfolios_upload)
 

@@ -13,6 +13,7 @@ Every failed request raises :class:`ApiError` with the HTTP status and the serve
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -147,19 +148,36 @@ class PerilflowClient:
             "supplier_id": supplier_id, "model_id": model_id, "version_id": version_id, "data_files": [],
             "runtime": dict(runtime or {})}))
 
-    def upload_portfolio(self, name: str, files: Mapping[str, str | Path]) -> dict[str, Any]:
-        """Create a portfolio and upload its OED files (keys: location, account, ri_info, ri_scope)."""
+    def upload_portfolio(self, name: str, files: Mapping[str, str | Path], *, reporting_currency: str | None = None,
+                         currency_rates: str | Path | None = None) -> dict[str, Any]:
+        """Create a portfolio and upload its OED files (keys: location, account, ri_info, ri_scope), and
+        optionally the currency its amounts are converted to and the rates (a CSV cur_from,cur_to,roe or
+        the conversion JSON)."""
         unknown = set(files) - set(PORTFOLIO_FILES)
         if unknown:
             raise ValueError(f"unknown portfolio file kinds {sorted(unknown)}; use {sorted(PORTFOLIO_FILES)}")
+        # checked before anything is created, so a mistake leaves no half-made portfolio behind
+        for kind, path in files.items():
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path}: no such file (the {kind} file of portfolio {name!r})")
+        if currency_rates is not None and not Path(currency_rates).is_file():
+            raise FileNotFoundError(f"{currency_rates}: no such file (the currency rates of portfolio {name!r})")
+        if reporting_currency is not None and not re.fullmatch(r"[A-Z]{3}", reporting_currency):
+            raise ValueError(f"reporting currency {reporting_currency!r}: give three capital letters (ISO 4217), "
+                             "e.g. USD")
         portfolio = self.request("POST", "v2/portfolios/", json={"name": name})
         for kind, path in files.items():
             path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such file (the {kind} file of portfolio {name!r})")
             with path.open("rb") as handle:
                 self.request("POST", f"v2/portfolios/{portfolio['id']}/{PORTFOLIO_FILES[kind]}/",
                              files={"file": (path.name, handle, "text/csv")})
+        if currency_rates is not None:
+            rates = Path(currency_rates)
+            self.request("POST", f"v2/portfolios/{portfolio['id']}/currency_conversion_json/",
+                         files={"file": (rates.name, rates.read_bytes())})
+        if reporting_currency is not None:
+            self.request("POST", f"v2/portfolios/{portfolio['id']}/reporting_currency/",
+                         json={"reporting_currency": reporting_currency})
         return dict(self.request("GET", f"v2/portfolios/{portfolio['id']}/"))
 
     def create_analysis(self, name: str, portfolio: int, model: int,

@@ -79,7 +79,9 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
     given), the keys from the model's lookup (``lookup_config_json``, data in ``lookup_data_dir``),
     and correlations and damage groups from ``model_settings_json``. When the config names an
     ``exposure_pre_analysis_module``, that hook rewrites the exposure before the lookup
-    (:mod:`perilflow.kernel.inputs.hook`).
+    (:mod:`perilflow.kernel.inputs.hook`). With ``reporting_currency`` (and the rates in
+    ``currency_conversion_json``), every amount is first converted to that currency
+    (:mod:`perilflow.kernel.oed.currency`), as the reference's input generation does.
 
     Returns
     -------
@@ -96,8 +98,21 @@ def generate_files(config: MdkConfig | str | os.PathLike, output_dir: str | os.P
                       ("lookup_config_json", "lookup_config_json")):
         if getattr(config, attr) is None:
             raise ValueError(f"{config.source}: '{key}' is required to generate input files; add it")
-    exposure = load_exposure(config.location, config.account, config.ri_info, config.ri_scope)
     out = Path(output_dir)
+    sources = {kind: getattr(config, kind) for kind in ("location", "account", "ri_info", "ri_scope")}
+    if config.reporting_currency:
+        import tempfile
+
+        from perilflow.kernel.oed.currency import convert_exposure_files, load_conversion_file
+
+        conversion = load_conversion_file(config.currency_conversion_json) if config.currency_conversion_json else None
+        with tempfile.TemporaryDirectory(prefix="perilflow-currency-") as tmp:
+            converted = convert_exposure_files({k: Path(v) for k, v in sources.items() if v is not None},
+                                               config.reporting_currency, conversion, Path(tmp))
+            exposure = load_exposure(converted["location"], converted.get("account"), converted.get("ri_info"),
+                                     converted.get("ri_scope"))
+    else:
+        exposure = load_exposure(*sources.values())
     if config.pre_analysis_module is not None:
         from perilflow.kernel.inputs.hook import apply_pre_analysis_hook
 

@@ -198,13 +198,19 @@ def storage_key(settings: ApiSettings, uri: str | None) -> str | None:
     return uri[len(base):] if uri.startswith(base) else uri
 
 
+def read_small_upload(settings: ApiSettings, upload: UploadFile) -> bytes:
+    """The bytes of an upload read into memory (413 above the upload limit)."""
+    data = upload.file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
+    return data
+
+
 def read_json_upload(settings: ApiSettings, upload: UploadFile, field: str = "file") -> dict[str, Any]:
     """A JSON object from a small upload (the upload limit applies); 400 naming ``field`` otherwise."""
     import json
 
-    data = upload.file.read(settings.max_upload_bytes + 1)
-    if len(data) > settings.max_upload_bytes:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
+    data = read_small_upload(settings, upload)
     try:
         value = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, ValueError) as exc:

@@ -153,6 +153,9 @@ class Portfolio(Base):
     exposure_status: Mapped[str] = mapped_column(String(32), default="NONE", server_default="NONE")
     exposure_run_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id", ondelete="SET NULL"))
     run_errors_file_id: Mapped[int | None] = mapped_column(ForeignKey("stored_files.id", ondelete="SET NULL"))
+    #: rates of exchange (perilflow.kernel.oed.currency form) and the currency amounts are converted to
+    currency_conversion: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reporting_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     location_file: Mapped[StoredFile | None] = relationship(foreign_keys=[location_file_id], lazy="selectin")
     accounts_file: Mapped[StoredFile | None] = relationship(foreign_keys=[accounts_file_id], lazy="selectin")
     reinsurance_info_file: Mapped[StoredFile | None] = relationship(foreign_keys=[reinsurance_info_file_id],

@@ -128,7 +128,7 @@ def test_generate_inputs_then_run(client, gateway, setup, analysis_settings, set
     assert conf["model"]["lookup_config_json"] == RUNTIME["lookup_config_json"]
     assert set(conf["portfolio"]) == {"location", "account"} and conf["portfolio"]["location"].startswith("file://")
     from perilflow.operators.runconf import parse_conf
-    parse_conf(conf, "inputs")  # the conf is one the DAG accepts
+    assert "currency" not in conf and parse_conf(conf, "inputs").currency == {}  # the conf is one the DAG accepts
     assert _post(client, aid, "generate_inputs").status_code == 409  # already queued
     # the run starts: task instances become sub-tasks
     gateway.runs[(dag_id, run_id)] = RunInfo("running")
@@ -277,3 +277,25 @@ def test_chunking_configuration(client, setup) -> None:
     assert client.get(url, headers=auth("alice")).json()["fixed_lookup_chunks"] == 4
     assert client.post(url, json={"fixed_lookup_chunks": -1}, headers=auth("alice")).status_code == 422
     assert client.get("/v2/analyses/999/chunking_configuration/", headers=auth("alice")).status_code == 404
+
+
+def test_the_portfolio_currency_goes_into_the_input_generation_conf(client, gateway, setup) -> None:
+    model, portfolio = setup
+    pid = portfolio["id"]
+    rates = b"cur_from,cur_to,roe\nGBP,USD,1.25\n"
+    assert client.post(f"/v2/portfolios/{pid}/currency_conversion_json/", files={"file": ("r.csv", rates)},
+                       headers=auth("alice")).status_code == 200
+    a = _analysis(client, setup)
+    assert _post(client, a["id"], "generate_inputs").status_code == 200
+    assert "currency" not in gateway.triggered[-1][2]  # rates alone convert nothing: no reporting currency
+    assert client.post(f"/v2/portfolios/{pid}/reporting_currency/", json={"reporting_currency": "USD"},
+                       headers=auth("alice")).status_code == 200
+    b = _analysis(client, setup)
+    assert _post(client, b["id"], "generate_inputs").status_code == 200
+    conf = gateway.triggered[-1][2]
+    assert conf["currency"] == {"reporting_currency": "USD", "conversion": {
+        "currency_conversion_type": "DictBasedCurrencyRates", "source_type": "list",
+        "currency_rates": [["GBP", "USD", 1.25]]}}
+    from perilflow.operators.runconf import parse_conf
+
+    assert parse_conf(conf, "inputs").currency == conf["currency"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -155,3 +156,95 @@ def test_a_replaced_file_goes_only_when_the_commit_does(client, settings, monkey
     assert _upload(client, p["id"], "location_file", "c.csv", b"LocNumber\n3\n").status_code == 200
     assert not first.exists()  # replaced and committed: the old file is gone
     assert client.get(f"/v2/portfolios/{p['id']}/location_file/", headers=auth("alice")).content == b"LocNumber\n3\n"
+
+
+RATES_CSV = b"cur_from,cur_to,roe\nEUR,USD,1.1\nGBP,USD,1.25\n"
+RATES_JSON = {"currency_conversion_type": "DictBasedCurrencyRates", "source_type": "list",
+              "currency_rates": [["EUR", "USD", 1.1], ["GBP", "USD", 1.25]]}
+
+
+def test_currency_conversion_and_reporting_currency(client, add_member) -> None:
+    add_member("alice", "team-a")
+    add_member("bob", "team-b")
+    p = _portfolio(client)
+    pid = p["id"]
+    assert p["currency_conversion_json"] is None and p["reporting_currency"] is None
+    url = f"/v2/portfolios/{pid}/currency_conversion_json/"
+    assert client.get(url, headers=auth("alice")).status_code == 404
+    # a CSV of rates is converted to the JSON the worker uses
+    reply = client.post(url, files={"file": ("rates.csv", RATES_CSV)}, headers=auth("alice"))
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == RATES_JSON == client.get(url, headers=auth("alice")).json()
+    # the JSON itself is accepted too (and replaces the rates)
+    one = {**RATES_JSON, "currency_rates": [["USD", "GBP", 0.8]]}
+    reply = client.post(url, files={"file": ("c.json", json.dumps(one).encode())}, headers=auth("alice"))
+    assert reply.status_code == 200 and client.get(url, headers=auth("alice")).json() == one
+    # bad rates are refused with the field and the fix; the stored rates stay
+    for name, data, words in (
+            ("r.csv", b"from,to,rate\nEUR,USD,1\n", "cur_from,cur_to,roe"),
+            ("r.csv", b"cur_from,cur_to,roe\nEUR,USD,0\n", "roe 0.0"),
+            ("r.csv", b"cur_from,cur_to,roe\nEURO,USD,1\n", "cur_from 'EURO'"),
+            ("r.csv", b"\xff\xfe\x00", "UTF-8"),
+            ("r.json", b"{not json", "not valid JSON"),
+            ("r.json", json.dumps({**RATES_JSON, "currency_conversion_type": "FxCurrencyRates"}).encode(),
+             "FxCurrencyRates"),
+            ("r.json", json.dumps({**RATES_JSON, "source_type": "csv", "file_path": "/etc/rates.csv"}).encode(),
+             "source_type 'csv'")):
+        reply = client.post(url, files={"file": (name, data)}, headers=auth("alice"))
+        assert reply.status_code == 400 and words in reply.json()["file"][0], (data, reply.text)
+    assert client.get(url, headers=auth("alice")).json() == one
+    # reporting currency
+    rc = f"/v2/portfolios/{pid}/reporting_currency/"
+    assert client.get(rc, headers=auth("alice")).status_code == 404
+    assert client.post(rc, json={"reporting_currency": "USD"}, headers=auth("alice")).json() == {
+        "reporting_currency": "USD"}
+    assert client.get(rc, headers=auth("alice")).json() == {"reporting_currency": "USD"}
+    for bad in ("usd", "US", "DOLLARS", ""):
+        reply = client.post(rc, json={"reporting_currency": bad}, headers=auth("alice"))
+        assert reply.status_code == 400 and "three capital letters" in reply.json()["reporting_currency"][0]
+    assert client.post(rc, json={"currency": "USD"}, headers=auth("alice")).status_code == 422
+    detail = client.get(f"/v2/portfolios/{pid}/", headers=auth("alice")).json()
+    assert detail["reporting_currency"] == "USD" and detail["currency_conversion_json"].endswith(
+        f"/v2/portfolios/{pid}/currency_conversion_json/")
+    # another group's user neither reads nor changes them
+    assert client.get(url, headers=auth("bob")).status_code == 404
+    assert client.post(rc, json={"reporting_currency": "EUR"}, headers=auth("bob")).status_code == 403
+    assert client.delete(url, headers=auth("bob")).status_code == 403
+    assert client.post(url, files={"file": ("rates.csv", RATES_CSV)}).status_code == 401
+    # removal
+    assert client.delete(url, headers=auth("alice")).status_code == 204
+    assert client.delete(url, headers=auth("alice")).status_code == 404
+    assert client.delete(rc, headers=auth("alice")).status_code == 204
+    assert client.get(rc, headers=auth("alice")).status_code == 404
+    detail = client.get(f"/v2/portfolios/{pid}/", headers=auth("alice")).json()
+    assert detail["currency_conversion_json"] is None and detail["reporting_currency"] is None
+
+
+def test_cli_upload_sets_the_reporting_currency_and_rates(app, monkeypatch, capsys, exposure: Path,
+                                                          tmp_path: Path) -> None:
+    """``perilflow portfolios upload --reporting-currency USD --currency-rates rates.csv`` (API in-process)."""
+    from fastapi.testclient import TestClient
+
+    from perilflow import cli
+    from perilflow.client import PerilflowClient
+
+    def make(args):
+        client = PerilflowClient("http://testserver", token="alice")
+        client._http = TestClient(app, base_url="http://testserver/")
+        return client
+
+    monkeypatch.setattr(cli, "_client", make)
+    (tmp_path / "rates.csv").write_bytes(RATES_CSV)
+    code = cli.main(["portfolios", "upload", "--name", "usd", "--location", str(exposure / "SourceLocOEDPiWind10.csv"),
+                     "--reporting-currency", "USD", "--currency-rates", str(tmp_path / "rates.csv")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    portfolio = json.loads(out)
+    assert portfolio["reporting_currency"] == "USD" and portfolio["currency_conversion_json"]
+    code = cli.main(["portfolios", "upload", "--name", "bad", "--location", str(exposure / "SourceLocOEDPiWind10.csv"),
+                     "--reporting-currency", "dollars"])
+    err = capsys.readouterr().err
+    assert code == 2 and "three capital letters" in err and len(err.strip().splitlines()) == 1
+    # refused before anything was created
+    names = [p["name"] for p in TestClient(app).get("/v2/portfolios/", headers=auth("alice")).json()]
+    assert names == ["usd"]

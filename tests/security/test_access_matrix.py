@@ -508,6 +508,19 @@ for _name in ("input_file", "output_file", "lookup_errors_file", "lookup_success
               "output_file_tar_list"):
     MATRIX[("GET", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/analyses/{w.analysis}/{n}/"))
 
+RATES = b"cur_from,cur_to,roe\nGBP,USD,1.25\n"
+
+
+def _with_currency(w: World) -> int:
+    """A portfolio of alice's with rates of exchange and a reporting currency."""
+    pid = w.new_portfolio()
+    w._ok(w.client.post(f"/v2/portfolios/{pid}/currency_conversion_json/", files={"file": ("rates.csv", RATES)},
+                        headers=w.alice))
+    w._ok(w.client.post(f"/v2/portfolios/{pid}/reporting_currency/", json={"reporting_currency": "USD"},
+                        headers=w.alice))
+    return pid
+
+
 TT = M + "/setting_templates/{template_pk}"
 G = "/v2/groups/{group_pk}"
 IMG = "/v2/docker-images/{image_pk}"
@@ -555,6 +568,19 @@ MATRIX.update({
     ("POST", P + "/exposure_run/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposed}/exposure_run/", {"json": {}})),
     ("GET", P + "/exposure_run/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposed}/exposure_run/")),
     ("GET", P + "/errors_file/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposure_errors}/errors_file/")),
+    # portfolios: currency conversion
+    ("GET", P + "/currency_conversion_json/"): (OBJECT, lambda w: Req(
+        f"/v2/portfolios/{_with_currency(w)}/currency_conversion_json/")),
+    ("POST", P + "/currency_conversion_json/"): (OBJECT, lambda w: Req(
+        f"/v2/portfolios/{w.portfolio}/currency_conversion_json/", {"files": {"file": ("rates.csv", RATES)}})),
+    ("DELETE", P + "/currency_conversion_json/"): (OBJECT, lambda w: Req(
+        f"/v2/portfolios/{_with_currency(w)}/currency_conversion_json/")),
+    ("GET", P + "/reporting_currency/"): (OBJECT, lambda w: Req(
+        f"/v2/portfolios/{_with_currency(w)}/reporting_currency/")),
+    ("POST", P + "/reporting_currency/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.portfolio}/reporting_currency/",
+                                                                 {"json": {"reporting_currency": "EUR"}})),
+    ("DELETE", P + "/reporting_currency/"): (OBJECT, lambda w: Req(
+        f"/v2/portfolios/{_with_currency(w)}/reporting_currency/")),
     # analyses: resume, settings file, more files, links, compare and combine
     ("POST", A + "/resume/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.new_analysis('failed')}/resume/")),
     ("GET", A + "/settings_file/"): (OBJECT, lambda w: Req(f"/v2/analyses/{w.analysis}/settings_file/")),

@@ -35,7 +35,8 @@ from tests.security.conftest import COUNTS, MAX_UPLOAD_MB
 
 #: inputs each test must send; they add up to at least 1,000 per database
 QUOTAS = {"exposure_content": 360, "exposure_upload": 140, "data_file_upload": 100, "analysis_settings": 170,
-          "model_settings": 110, "settings_files": 80, "dataset_and_image_upload": 60, "tarballs": 140}
+          "model_settings": 110, "settings_files": 80, "dataset_and_image_upload": 60, "tarballs": 140,
+          "currency_rates": 80}
 ALICE = auth("alice")
 FILES = {"location_file": "SourceLocOEDPiWind10.csv", "accounts_file": "SourceAccOEDPiWind.csv",
          "reinsurance_info_file": "SourceReinsInfoOEDPiWind.csv",
@@ -638,3 +639,92 @@ def test_tar_extract_filename_outside_the_tarball_is_refused(client, filename) -
                       headers=ALICE).json()["id"]
     reply = client.get(f"/v2/analyses/{aid}/output_file_tar_extract/", params={"filename": filename}, headers=ALICE)
     refused(reply, "filename")
+
+
+CODE = st.sampled_from(["EUR", "USD", "GBP", "JPY"])
+BAD_CODE = st.one_of(st.sampled_from(["eur", "US", "EURO", "", " ", "E1R", "€", "0", "NaN", "USD;DROP"]),
+                     st.text(max_size=6).filter(lambda t: not (len(t.strip()) == 3 and t.strip().isalpha()
+                                                               and t.strip().isupper() and t.strip().isascii())))
+BAD_ROE = st.one_of(st.sampled_from(["0", "-1", "nan", "inf", "-inf", "", "x", "1e999", "1,5", "True"]),
+                    st.floats(max_value=0).map(repr))
+
+
+@st.composite
+def bad_rates(draw) -> dict[str, Any]:
+    """A currency rates upload with at least one fault: a bad header, code or rate, non-UTF-8 bytes, or
+    JSON of the wrong shape."""
+    kind = draw(st.sampled_from(["csv", "csv", "bytes", "json"]))
+    if kind == "bytes":
+        data = draw(st.binary(min_size=1, max_size=64).filter(lambda b: _not_utf8(b)))
+        return {"name": "rates.csv", "data": data}
+    if kind == "json":
+        value = draw(st.one_of(
+            st.lists(st.integers(), max_size=3),
+            st.fixed_dictionaries({"currency_conversion_type": st.sampled_from(["FxCurrencyRates", "", "Dict"]),
+                                   "source_type": st.just("list"), "currency_rates": st.just([["EUR", "USD", 1]])}),
+            st.fixed_dictionaries({"currency_conversion_type": st.just("DictBasedCurrencyRates"),
+                                   "source_type": st.sampled_from(["csv", "parquet", "dict", "", "url"]),
+                                   "currency_rates": st.just([["EUR", "USD", 1]])}),
+            st.fixed_dictionaries({"currency_conversion_type": st.just("DictBasedCurrencyRates"),
+                                   "source_type": st.just("list"),
+                                   "currency_rates": st.one_of(
+                                       st.just([]), st.lists(st.tuples(BAD_CODE, CODE, st.floats(0.1, 10)).map(list),
+                                                             min_size=1, max_size=3),
+                                       st.lists(st.tuples(CODE, CODE, st.sampled_from([0, -2, None, "1", True]))
+                                                .map(list), min_size=1, max_size=3))})))
+        return {"name": "rates.json", "data": json.dumps(value).encode()}
+    header = draw(st.sampled_from(["cur_from,cur_to,roe", "cur_from,cur_to,roe", "from,to,rate", "cur_from,roe", ""]))
+    rows = draw(st.lists(st.tuples(st.one_of(CODE, BAD_CODE), st.one_of(CODE, BAD_CODE),
+                                   st.one_of(st.floats(0.01, 100).map(repr), BAD_ROE)), max_size=4))
+    faulty = (header != "cur_from,cur_to,roe" or not rows
+              or any(not (_code(f) and _code(t)) or not _rate(r) or (f.strip() == t.strip() and float(r) != 1)
+                     for f, t, r in rows)
+              or len({(f.strip(), t.strip()) for f, t, _ in rows}) < len(rows))
+    if not faulty:  # all well-formed: spoil one rate
+        rows[0] = (rows[0][0], rows[0][1], "-1")
+    text = "\n".join([header, *(",".join(row) for row in rows)]) + "\n"
+    return {"name": "rates.csv", "data": text.encode("utf-8", "surrogatepass")}
+
+
+def _not_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def _code(text: str) -> bool:
+    text = text.strip()
+    return len(text) == 3 and text.isascii() and text.isalpha() and text.isupper()
+
+
+def _rate(text: str) -> bool:
+    try:
+        value = float(text)
+    except ValueError:
+        return False
+    return value > 0 and value != float("inf")
+
+
+def test_malformed_currency_rates_are_refused(client, app) -> None:
+    """``portfolios/{id}/currency_conversion_json/``: every malformed rates file is a 4xx naming the field
+    ``file``; the portfolio keeps its rates."""
+    pid = client.post("/v2/portfolios/", json={"name": "fuzz"}, headers=ALICE).json()["id"]
+    url = f"/v2/portfolios/{pid}/currency_conversion_json/"
+    good = b"cur_from,cur_to,roe\nEUR,USD,1.1\n"
+    assert client.post(url, files={"file": ("rates.csv", good)}, headers=ALICE).status_code == 200
+    before = client.get(url, headers=ALICE).json()
+
+    @fuzz("currency_rates")
+    @given(case=bad_rates())
+    def run(case: dict[str, Any]) -> None:
+        sent["currency_rates"] += 1
+        reply = client.post(url, files={"file": (case["name"], case["data"])}, headers=ALICE)
+        refused(reply, "file")
+        assert client.get(url, headers=ALICE).json() == before
+
+    sent = Counter()
+    run()
+    COUNTS["currency_rates"] += sent["currency_rates"]
+    assert sent["currency_rates"] >= QUOTAS["currency_rates"], sent

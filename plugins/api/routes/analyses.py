@@ -402,6 +402,9 @@ def run_conf(settings: ApiSettings, analysis: Analysis, action: str, run_uuid: s
         conf["portfolio"] = {kind: stored.uri for kind, stored in (
             ("location", p.location_file), ("account", p.accounts_file), ("ri_info", p.reinsurance_info_file),
             ("ri_scope", p.reinsurance_scope_file)) if stored is not None}
+        if p.reporting_currency:
+            conf["currency"] = {"reporting_currency": p.reporting_currency,
+                                **({"conversion": p.currency_conversion} if p.currency_conversion else {})}
     if action in ("run", "generate_and_run"):
         conf["analysis_settings"] = analysis.settings
     if action == "run":

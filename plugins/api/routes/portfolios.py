@@ -1,5 +1,6 @@
 """``/v2/portfolios/``: CRUD, OED file upload/download/delete, validate, create_analysis, storage_links,
-exposure_run (the kernel's deterministic run, in the request for small portfolios) and its errors_file."""
+exposure_run (the kernel's deterministic run, in the request for small portfolios) and its errors_file,
+currency_conversion_json and reporting_currency (input generation converts amounts with them)."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def portfolio_json(request: Request, p: Portfolio) -> dict[str, Any]:
         "storage_links": f"{base}/storage_links/",
         "exposure_status": p.exposure_status, "validation_status": p.validation_status,
         "exposure_transform_status": "NONE",
-        "currency_conversion_json": None, "reporting_currency": None,
+        "currency_conversion_json": f"{base}/currency_conversion_json/" if p.currency_conversion else None,
+        "reporting_currency": p.reporting_currency,
     }
 
 
@@ -183,6 +185,99 @@ def _replace_file(db: Session, p: Portfolio, column: str, uri: str, filename: st
 
 for _name, (_column, _) in FILE_KINDS.items():
     _file_routes(_name, _column)
+
+
+# ----------------------------------------------------------------------------- currency
+
+
+class ReportingCurrencyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reporting_currency: str = Field(description="ISO 4217 code, e.g. USD: input generation converts every amount "
+                                                "to it with the portfolio's currency_conversion_json")
+
+
+@router.get("/{portfolio_pk}/currency_conversion_json/", summary="The rates of exchange input generation uses")
+def get_currency_conversion(portfolio_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    p = get_visible(db, Portfolio, portfolio_pk, caller, WHAT)
+    if not p.currency_conversion:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no currency conversion; "
+                            "POST a CSV of rates (cur_from,cur_to,roe) or the JSON to currency_conversion_json/")
+    return p.currency_conversion
+
+
+@router.post("/{portfolio_pk}/currency_conversion_json/",
+             summary="Set the rates of exchange (multipart field 'file': a CSV cur_from,cur_to,roe, converted to "
+                     "JSON, or the DictBasedCurrencyRates JSON)")
+def post_currency_conversion(portfolio_pk: int, file: UploadFile, db: DbDep, caller: CallerDep,
+                             settings: SettingsDep) -> dict[str, Any]:
+    import json
+
+    from perilflow.kernel.oed.currency import check_conversion, rates_from_csv
+
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    data = files.read_small_upload(settings, file)
+    try:
+        text = data.decode("utf-8-sig")
+        if (file.filename or "").lower().endswith(".json") or text.lstrip().startswith("{"):
+            try:
+                conversion = check_conversion(json.loads(text))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc}); upload the JSON object or a CSV cur_from,cur_to,roe"
+                                 ) from None
+        else:
+            conversion = rates_from_csv(text)
+    except UnicodeDecodeError:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"file": [
+            f"{file.filename!r} is not UTF-8 text; upload a CSV (cur_from,cur_to,roe) or JSON"]}) from None
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"file": [f"{file.filename!r}: {exc}"]}) from None
+    p.currency_conversion = conversion
+    db.flush()
+    return conversion
+
+
+@router.delete("/{portfolio_pk}/currency_conversion_json/", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove the rates of exchange")
+def delete_currency_conversion(portfolio_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    if not p.currency_conversion:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no currency conversion")
+    p.currency_conversion = None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{portfolio_pk}/reporting_currency/", summary="The currency input generation converts amounts to")
+def get_reporting_currency(portfolio_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
+    p = get_visible(db, Portfolio, portfolio_pk, caller, WHAT)
+    if not p.reporting_currency:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no reporting currency; "
+                            "POST {\"reporting_currency\": \"USD\"} to reporting_currency/")
+    return {"reporting_currency": p.reporting_currency}
+
+
+@router.post("/{portfolio_pk}/reporting_currency/", summary="Set the reporting currency ({reporting_currency})")
+def post_reporting_currency(portfolio_pk: int, body: ReportingCurrencyIn, db: DbDep, caller: CallerDep
+                            ) -> dict[str, Any]:
+    from perilflow.kernel.oed.currency import check_reporting_currency
+
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    try:
+        p.reporting_currency = check_reporting_currency(body.reporting_currency)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"reporting_currency": [str(exc)]}) from None
+    db.flush()
+    return {"reporting_currency": p.reporting_currency}
+
+
+@router.delete("/{portfolio_pk}/reporting_currency/", status_code=status.HTTP_204_NO_CONTENT,
+               summary="Remove the reporting currency (amounts stay in their own currencies)")
+def delete_reporting_currency(portfolio_pk: int, db: DbDep, caller: CallerDep) -> Response:
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    if not p.reporting_currency:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"portfolio {portfolio_pk} has no reporting currency")
+    p.reporting_currency = None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # ----------------------------------------------------------------------------- storage links
