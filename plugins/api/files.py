@@ -87,6 +87,7 @@ def remove(settings: ApiSettings, uri: str | None) -> None:
 
 
 _PENDING = "perilflow_remove_after_commit"
+_NEW = "perilflow_remove_after_rollback"
 
 
 def remove_after_commit(db: Session, uri: str | None) -> None:
@@ -100,16 +101,25 @@ def remove_after_commit(db: Session, uri: str | None) -> None:
         db.info.setdefault(_PENDING, []).append(uri)
 
 
+def remove_after_rollback(db: Session, uri: str | None) -> None:
+    """Delete the newly stored file at ``uri`` if ``db``'s transaction rolls back (its row was never saved).
+
+    The other half of :func:`remove_after_commit`: an upload is written before the row that names it
+    is committed; if that commit fails, nothing would name the file.
+    """
+    if uri:
+        db.info.setdefault(_NEW, []).append(uri)
+
+
 def run_removals(db: Session, settings: ApiSettings, committed: bool) -> None:
-    """Delete the files queued by :func:`remove_after_commit` if the transaction committed; forget them if not."""
-    pending = db.info.pop(_PENDING, [])
-    if not committed:
-        return
-    for uri in pending:
+    """After the transaction: if it committed, delete the files :func:`remove_after_commit` queued; if it
+    rolled back, delete the new ones :func:`remove_after_rollback` queued instead."""
+    released, new = db.info.pop(_PENDING, []), db.info.pop(_NEW, [])
+    for uri in released if committed else new:
         try:
             remove(settings, uri)
         except OSError:  # the row is already gone; a file left behind is logged, not an error for the client
-            log.warning("could not remove %s after the commit that released it", uri, exc_info=True)
+            log.warning("could not remove %s after the transaction", uri, exc_info=True)
 
 
 def stream(settings: ApiSettings, uri: str | None, filename: str | None = None,

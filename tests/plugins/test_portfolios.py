@@ -132,8 +132,11 @@ def test_validate_bad_location_file(client, exposure: Path, change, column, row,
     assert again["validation_status"] == "ERROR" and again["problems"]
 
 
-def test_a_replaced_file_goes_only_when_the_commit_does(client, settings, monkeypatch) -> None:
+def test_a_replaced_file_goes_when_the_commit_does_a_new_one_when_it_fails(client, settings, monkeypatch) -> None:
+    from sqlalchemy import select
     from sqlalchemy.orm import Session
+
+    from perilflow.plugins.db.models import StoredFile
 
     storage = Path(settings.storage_url.removeprefix("file://"))
     p = _portfolio(client)
@@ -143,14 +146,18 @@ def test_a_replaced_file_goes_only_when_the_commit_does(client, settings, monkey
     real_commit = Session.commit
 
     def failing_commit(self):
-        raise RuntimeError("database went away")
+        """Fails the commit of the request that stored b.csv (its row is flushed, so visible here)."""
+        if self.scalar(select(StoredFile.id).where(StoredFile.filename == "b.csv")) is not None:
+            raise RuntimeError("database went away")
+        return real_commit(self)
 
     monkeypatch.setattr(Session, "commit", failing_commit)
     with pytest.raises(RuntimeError, match="went away"):
         _upload(client, p["id"], "location_file", "b.csv", b"LocNumber\n2\n")
     monkeypatch.setattr(Session, "commit", real_commit)
-    # the row still names the first file, and the file is still there to download
-    assert first.exists()
+    # the row still names the first file, and the file is still there to download; the new upload,
+    # which no row names, is gone
+    assert first.exists() and list(storage.rglob("*.csv")) == [first]
     assert client.get(f"/v2/portfolios/{p['id']}/location_file/", headers=auth("alice")).content == b"LocNumber\n1\n"
 
     assert _upload(client, p["id"], "location_file", "c.csv", b"LocNumber\n3\n").status_code == 200

@@ -175,6 +175,7 @@ def upload_image_file(request: Request, image_pk: int, file: UploadFile, db: DbD
                       settings: SettingsDep) -> dict[str, Any]:
     i = get_changeable(db, DockerImage, image_pk, caller, "docker image")
     uri, filename, size = files.store_upload(settings, file, f"docker_images/{i.id}", "image")
+    files.remove_after_rollback(db, uri)
     old = i.image_file
     i.image_file = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name,
                               content_type=file.content_type or "application/x-tar")

@@ -142,6 +142,7 @@ def post_content(request: Request, data_file_pk: int, file: UploadFile, db: DbDe
                  settings: SettingsDep) -> dict[str, Any]:
     d = get_changeable(db, DataFile, data_file_pk, caller, WHAT)
     uri, filename, size = files.store_upload(settings, file, f"data_files/{d.id}", "content")
+    files.remove_after_rollback(db, uri)
     old = d.file
     d.file = StoredFile(uri=uri, filename=filename, size=size, creator=caller.name,
                         content_type=file.content_type or "application/octet-stream")

@@ -173,6 +173,8 @@ def upload_files(request: Request, dataset_pk: int, db: DbDep, caller: CallerDep
         name = upload_name(part.filename)
         uri = f"{settings.storage_url}/datasets/{d.id}/files/{name}"
         size = store_file(settings, part, uri)
+        if name not in existing:  # a replaced name is overwritten in place: its row names it either way
+            files.remove_after_rollback(db, uri)
         media = part.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         if name in existing:
             existing[name].uri, existing[name].size, existing[name].content_type = uri, size, media

@@ -148,6 +148,7 @@ def _file_routes(name: str, column: str) -> None:
             raise HTTPException(status.HTTP_400_BAD_REQUEST,
                                 {"file": [f"{file.filename!r}: OED files must be .csv or .parquet"]})
         uri, filename, size = files.store_upload(settings, file, f"portfolios/{p.id}", name)
+        files.remove_after_rollback(db, uri)
         stored = _replace_file(db, p, column, uri, filename, size, caller,
                                file.content_type or "application/octet-stream")
         return {"created": stored.created, "file": stored.filename, "filename": stored.filename,
@@ -335,6 +336,7 @@ def post_storage_links(portfolio_pk: int, db: DbDep, caller: CallerDep, settings
         raise HTTPException(status.HTTP_400_BAD_REQUEST, errors)
     for name, source in sources.items():
         uri, filename, size = files.copy_in_storage(settings, source, f"portfolios/{p.id}", name)
+        files.remove_after_rollback(db, uri)
         content_type = "application/octet-stream" if files.is_parquet(filename) else "text/csv"
         _replace_file(db, p, FILE_KINDS[name][0], uri, filename, size, caller, content_type)
     return get_storage_links(portfolio_pk, db, caller, settings)
