@@ -208,6 +208,17 @@ def storage_key(settings: ApiSettings, uri: str | None) -> str | None:
     return uri[len(base):] if uri.startswith(base) else uri
 
 
+def copy_limited(settings: ApiSettings, source: BinaryIO, target: BinaryIO) -> int:
+    """Copy an upload to an open local file in 1 MiB pieces; 413 past the upload limit. Returns the size."""
+    size = 0
+    while piece := source.read(CHUNK):
+        size += len(piece)
+        if size > settings.max_upload_bytes:
+            raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
+        target.write(piece)
+    return size
+
+
 def read_small_upload(settings: ApiSettings, upload: UploadFile) -> bytes:
     """The bytes of an upload read into memory (413 above the upload limit)."""
     data = upload.file.read(settings.max_upload_bytes + 1)

@@ -156,6 +156,7 @@ class Portfolio(Base):
     #: rates of exchange (perilflow.kernel.oed.currency form) and the currency amounts are converted to
     currency_conversion: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     reporting_currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
+    exposure_transform_status: Mapped[str] = mapped_column(String(32), default="NONE", server_default="NONE")
     location_file: Mapped[StoredFile | None] = relationship(foreign_keys=[location_file_id], lazy="selectin")
     accounts_file: Mapped[StoredFile | None] = relationship(foreign_keys=[accounts_file_id], lazy="selectin")
     reinsurance_info_file: Mapped[StoredFile | None] = relationship(foreign_keys=[reinsurance_info_file_id],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -255,3 +256,112 @@ def test_cli_upload_sets_the_reporting_currency_and_rates(app, monkeypatch, caps
     # refused before anything was created
     names = [p["name"] for p in TestClient(app).get("/v2/portfolios/", headers=auth("alice")).json()]
     assert names == ["usd"]
+
+
+#: AIR-style location columns -> OED (a small mapping in ods-tools' transformation format)
+AIR_MAPPING = b"""null_values: ["''", "NULL"]
+types:
+  ContractID: {type: string}
+  LocationID: {type: string}
+  CountryISO: {type: string}
+  Lat: {type: float}
+  Lon: {type: float}
+  ReplacementValueA: {type: float}
+  ReplacementValueC: {type: float}
+  Occ: {type: int}
+  Con: {type: int}
+  Currency: {type: string}
+transform:
+  PortNumber:
+    - transformation: "'1'"
+  AccNumber:
+    - transformation: ContractID
+  LocNumber:
+    - transformation: LocationID
+  CountryCode:
+    - transformation: CountryISO
+  Latitude:
+    - transformation: Lat
+  Longitude:
+    - transformation: Lon
+  OccupancyCode:
+    - transformation: Occ
+  ConstructionCode:
+    - transformation: Con
+  LocPerilsCovered:
+    - transformation: "'WW1'"
+  BuildingTIV:
+    - transformation: ReplacementValueA
+  OtherTIV:
+    - transformation: "0"
+  ContentsTIV:
+    - transformation: ReplacementValueC * 2
+      when: CountryISO is 'GB'
+    - transformation: ReplacementValueC
+  BITIV:
+    - transformation: "0"
+  LocCurrency:
+    - transformation: Currency
+"""
+
+
+def test_exposure_transform_air_to_oed_then_validate(client, add_member, exposure: Path) -> None:
+    import pandas as pd
+
+    add_member("alice", "team-a")
+    add_member("bob", "team-b")
+    oed = pd.read_csv(exposure / "SourceLocOEDPiWind10.csv")
+    air = pd.DataFrame({
+        "ContractID": oed["AccNumber"], "LocationID": oed["LocNumber"], "CountryISO": oed["CountryCode"],
+        "Lat": oed["Latitude"], "Lon": oed["Longitude"], "ReplacementValueA": oed["BuildingTIV"],
+        "ReplacementValueC": oed["ContentsTIV"], "Occ": oed["OccupancyCode"], "Con": oed["ConstructionCode"],
+        "Currency": oed["LocCurrency"]})
+    p = _portfolio(client)
+    pid = p["id"]
+    assert p["exposure_transform_status"] == "NONE"
+    assert _upload(client, pid, "accounts_file", "acc.csv", (exposure / "SourceAccOEDPiWind.csv").read_bytes()
+                   ).status_code == 200
+    url = f"/v2/portfolios/{pid}/exposure_transform/"
+
+    air_csv = air.to_csv(index=False).encode()
+
+    def send(file_type="location", mapping=AIR_MAPPING, data=air_csv, user="alice"):
+        return client.post(url, data={"file_type": file_type}, headers=auth(user), files={
+            "mapping_file": ("air_to_oed.yaml", mapping), "transform_file": ("air_loc.csv", data)})
+
+    reply = send()
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["exposure_transform_status"] == "RUN_COMPLETED" and body["rows"] == 10
+    assert body["validation_status"] == "RUN_COMPLETED", body["problems"]
+    assert body["location_file"]["name"] == "air_loc-transformed.csv"
+    got = pd.read_csv(io.BytesIO(client.get(f"/v2/portfolios/{pid}/location_file/", headers=auth("alice")).content))
+    # the same columns computed directly: contents doubled in GB (every PiWind location), the rest copied
+    assert got["LocNumber"].tolist() == oed["LocNumber"].tolist()
+    assert got["BuildingTIV"].tolist() == oed["BuildingTIV"].astype(float).tolist()
+    assert got["ContentsTIV"].tolist() == (oed["ContentsTIV"] * 2.0).tolist()
+    assert got["Latitude"].tolist() == oed["Latitude"].tolist() and set(got["PortNumber"]) == {1}
+    detail = client.get(f"/v2/portfolios/{pid}/", headers=auth("alice")).json()
+    assert detail["exposure_transform_status"] == "RUN_COMPLETED" and detail["validation_status"] == "RUN_COMPLETED"
+
+    # refusals: the field named, the status ERROR, the message kept in errors_file/; the location file stays
+    reply = send(file_type="loc")
+    assert reply.status_code == 400 and "location, accounts" in reply.json()["file_type"][0]
+    reply = send(mapping=b"types: [")
+    assert reply.status_code == 400 and "readable YAML" in reply.json()["mapping_file"][0]
+    assert reply.json()["exposure_transform_status"] == "ERROR"
+    assert "readable YAML" in client.get(f"/v2/portfolios/{pid}/errors_file/", headers=auth("alice")).text
+    reply = send(mapping=AIR_MAPPING.replace(b"ReplacementValueA * 2", b"ReplacementValueA *+ 2").replace(
+        b"ReplacementValueC * 2", b"ReplacementValueC *+ 2"))
+    assert reply.status_code == 400 and "transform.ContentsTIV" in reply.json()["mapping_file"][0]
+    reply = send(data=b"Foo,Bar\n1,2\n")
+    assert reply.status_code == 400 and "none of the mapping's input columns" in reply.json()["mapping_file"][0]
+    assert client.get(f"/v2/portfolios/{pid}/", headers=auth("alice")).json()["exposure_transform_status"] == "ERROR"
+    kept = client.get(f"/v2/portfolios/{pid}/location_file/", headers=auth("alice")).content
+    pd.testing.assert_frame_equal(got, pd.read_csv(io.BytesIO(kept)))
+    # access
+    assert send(user="bob").status_code == 403
+    assert client.post(url, data={"file_type": "location"}).status_code == 401
+    assert client.post("/v2/portfolios/999/exposure_transform/", data={"file_type": "location"}, headers=auth("alice"),
+                       files={"mapping_file": ("m.yaml", AIR_MAPPING), "transform_file": ("a.csv", b"x\n")}
+                       ).status_code == 404

@@ -509,6 +509,11 @@ for _name in ("input_file", "output_file", "lookup_errors_file", "lookup_success
     MATRIX[("GET", f"{A}/{_name}/")] = (OBJECT, lambda w, n=_name: Req(f"/v2/analyses/{w.analysis}/{n}/"))
 
 RATES = b"cur_from,cur_to,roe\nGBP,USD,1.25\n"
+#: a mapping that copies two reinsurance scope columns (exposure_transform/)
+COPY_MAPPING = b"""null_values: ["''"]
+types: {ReinsNumber: {type: int}, PortNumber: {type: string}}
+transform: {ReinsNumber: [{transformation: ReinsNumber}], PortNumber: [{transformation: PortNumber}]}
+"""
 
 
 def _with_currency(w: World) -> int:
@@ -568,6 +573,11 @@ MATRIX.update({
     ("POST", P + "/exposure_run/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposed}/exposure_run/", {"json": {}})),
     ("GET", P + "/exposure_run/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposed}/exposure_run/")),
     ("GET", P + "/errors_file/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.exposure_errors}/errors_file/")),
+    ("POST", P + "/exposure_transform/"): (OBJECT, lambda w: Req(f"/v2/portfolios/{w.new_portfolio()}/"
+                                                                 "exposure_transform/", {
+        "data": {"file_type": "ri_scope"},
+        "files": {"mapping_file": ("m.yaml", COPY_MAPPING),
+                  "transform_file": ("s.csv", b"ReinsNumber,PortNumber\n1,1\n")}})),
     # portfolios: currency conversion
     ("GET", P + "/currency_conversion_json/"): (OBJECT, lambda w: Req(
         f"/v2/portfolios/{_with_currency(w)}/currency_conversion_json/")),

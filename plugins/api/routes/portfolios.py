@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, HTTPException, Request, Response, UploadFile, status
+from fastapi import APIRouter, Body, Form, HTTPException, Request, Response, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -57,7 +57,7 @@ def portfolio_json(request: Request, p: Portfolio) -> dict[str, Any]:
         **{name: _file_json(base, name, getattr(p, column)) for name, (column, _) in FILE_KINDS.items()},
         "storage_links": f"{base}/storage_links/",
         "exposure_status": p.exposure_status, "validation_status": p.validation_status,
-        "exposure_transform_status": "NONE",
+        "exposure_transform_status": p.exposure_transform_status,
         "currency_conversion_json": f"{base}/currency_conversion_json/" if p.currency_conversion else None,
         "reporting_currency": p.reporting_currency,
     }
@@ -464,7 +464,83 @@ def get_exposure_run(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: 
     return files.stream(settings, stored.uri, stored.filename, "text/csv", missing="exposure run result")
 
 
-@router.get("/{portfolio_pk}/errors_file/", summary="The errors of the last failed exposure run", response_model=None)
+# ----------------------------------------------------------------------------- exposure transform
+
+#: the reference's file_type values -> the portfolio file the result becomes
+TRANSFORM_FILE_TYPES = {"location": "location_file", "accounts": "accounts_file", "ri_info": "reinsurance_info_file",
+                        "ri_scope": "reinsurance_scope_file"}
+#: rows above this are refused by exposure_transform/: it runs in the API's request
+EXPOSURE_TRANSFORM_MAX_ROWS = 20_000
+
+
+def _mapping_problem(message: str) -> bool:
+    return message.startswith(("the mapping file", "null_values", "types", "transform.", "transform:", "none of"))
+
+
+@router.post("/{portfolio_pk}/exposure_transform/",
+             summary="Transform an exposure file with a mapping (e.g. AIR -> OED; ods-tools' transformation) into "
+                     f"the portfolio's file of file_type, then validate it; up to {EXPOSURE_TRANSFORM_MAX_ROWS} rows")
+def exposure_transform(request: Request, portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep,
+                       file_type: Annotated[str, Form(description="location, accounts, ri_info or ri_scope")],
+                       mapping_file: UploadFile, transform_file: UploadFile) -> dict[str, Any]:
+    """Runs in the request, as exposure_run/: the reference queues it on a worker."""
+    from fastapi import UploadFile as Upload
+
+    from perilflow.kernel.oed.transform import transform_exposure
+
+    p = get_changeable(db, Portfolio, portfolio_pk, caller, WHAT)
+    if file_type not in TRANSFORM_FILE_TYPES:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, {"file_type": [
+            f"{file_type!r} is not a file type; use one of {', '.join(TRANSFORM_FILE_TYPES)}"]})
+    column = TRANSFORM_FILE_TYPES[file_type]
+    with tempfile.TemporaryDirectory(prefix="perilflow-transform-") as tmp:
+        work = Path(tmp)
+        (work / "mapping.yaml").write_bytes(files.read_small_upload(settings, mapping_file))
+        with (work / "input.csv").open("wb") as local:
+            files.copy_limited(settings, transform_file.file, local)
+        with (work / "input.csv").open("rb") as counted:
+            rows = max(sum(1 for _ in counted) - 1, 0)
+        if rows > EXPOSURE_TRANSFORM_MAX_ROWS:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, {"transform_file": [
+                f"{rows} rows; exposure_transform/ runs in the API process and takes up to "
+                f"{EXPOSURE_TRANSFORM_MAX_ROWS}: transform larger files with ods-tools and upload the result"]})
+        p.exposure_transform_status = "STARTED"
+        try:
+            output = transform_exposure(work / "input.csv", work / "mapping.yaml", work / "output.csv")
+        except ValueError as exc:
+            message = str(exc)
+            errors = work / "errors.txt"
+            errors.write_text(message + "\n")
+            _store_text(settings, db, p, "run_errors_file", errors, f"portfolio_{p.id}_errors.txt", caller,
+                        "text/plain")
+            p.exposure_transform_status = "ERROR"
+            db.commit()  # keep the outcome although the reply is an error
+            field = "mapping_file" if _mapping_problem(message) else "transform_file"
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, {
+                "exposure_transform_status": "ERROR", field: [message],
+                "errors_file": f"{api_base(request)}/v2/portfolios/{p.id}/errors_file/"}) from None
+        stem = Path(transform_file.filename or "exposure").stem or "exposure"
+        with output.open("rb") as handle:
+            upload = Upload(file=handle, filename=f"{stem}-transformed.csv")
+            uri, filename, size = files.store_upload(settings, upload, f"portfolios/{p.id}", column)
+    files.remove_after_rollback(db, uri)
+    stored = _replace_file(db, p, column, uri, filename, size, caller, "text/csv")
+    p.exposure_transform_status = "RUN_COMPLETED"
+    present = {kind: (getattr(p, c).uri, getattr(p, c).filename)
+               for c, kind in FILE_KINDS.values() if getattr(p, c) is not None}
+    if "location" in present:  # validated as the validate/ action does; without locations there is nothing to check
+        problems = files.validate_oed(settings, present)
+        p.validation_errors = problems
+        p.validation_status = "ERROR" if any(x["fatal"] for x in problems) else "RUN_COMPLETED"
+    db.flush()
+    base = f"{api_base(request)}/v2/portfolios/{p.id}"
+    return {"exposure_transform_status": p.exposure_transform_status, "file_type": file_type, "rows": rows,
+            column: _file_json(base, column, stored), "validation_status": p.validation_status,
+            "problems": p.validation_errors or []}
+
+
+@router.get("/{portfolio_pk}/errors_file/", summary="The errors of the last failed exposure run or transform",
+            response_model=None)
 def errors_file(portfolio_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
     p = get_visible(db, Portfolio, portfolio_pk, caller, WHAT)
     stored = p.run_errors_file
