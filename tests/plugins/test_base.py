@@ -77,3 +77,39 @@ def test_airflow_loads_the_plugin_from_the_entry_point(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "('/perilflow', 'Perilflow API')" in out.stdout
+
+
+def test_the_plugin_builds_the_app_at_its_first_request_only(app) -> None:
+    """Loading the plugin (every Airflow component does) builds nothing; the first request builds the app
+    once; a failed build is a 503 and is tried again."""
+    import subprocess
+    import sys
+
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from perilflow.plugins.plugin import LazyApp
+
+    code = ("import sys; from perilflow.plugins.plugin import PerilflowPlugin as P; "
+            "print(type(P.fastapi_apps[0]['app']).__name__, 'perilflow.plugins.api.app' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["LazyApp", "False"], out.stderr[-2000:]
+
+    builds = []
+    broken = [True]
+
+    def factory():
+        builds.append(1)
+        if broken[0]:
+            raise RuntimeError("no database")
+        return app
+
+    root = FastAPI()
+    root.mount("/perilflow", LazyApp(factory))
+    client = TestClient(root)
+    reply = client.get("/perilflow/healthcheck/")
+    assert reply.status_code == 503 and "could not be built" in reply.json()["detail"]
+    broken[0] = False
+    assert client.get("/perilflow/healthcheck/").json() == {"status": "OK"}
+    assert client.get("/perilflow/healthcheck/").json() == {"status": "OK"}
+    assert len(builds) == 2  # the failed try and the one that worked; not one per request
