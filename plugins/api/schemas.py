@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -131,6 +132,18 @@ class AnalysisPatch(BaseModel):
 class TokenIn(BaseModel):
     username: str = Field(min_length=1)
     password: str = Field(min_length=1)
+
+
+@functools.cache
+def settings_handler(kind: str) -> Any:
+    """ods-tools' settings handler for ``kind`` (analysis or model), made once per process.
+
+    Making one reads and parses its JSON schema files (~1.4 ms); a handler keeps no state between
+    ``validate`` calls but the ``raise_warnings`` flag, always False here, so requests share it.
+    """
+    from ods_tools.oed.settings import AnalysisSettingHandler, ModelSettingHandler
+
+    return {"analysis": AnalysisSettingHandler, "model": ModelSettingHandler}[kind].make()
 
 
 def ods_settings_errors(handler: Any, data: dict[str, Any]) -> dict[str, list[str]]:

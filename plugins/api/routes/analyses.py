@@ -672,16 +672,14 @@ def sub_task_list(request: Request, analysis_pk: int, db: DbDep, caller: CallerD
 
 def validate_analysis_settings(data: dict[str, Any]) -> dict[str, list[str]]:
     """ods-tools' analysis settings schema and checks; ``{field: [messages]}`` (empty when valid)."""
-    from ods_tools.oed.settings import AnalysisSettingHandler
-
     data = dict(data)
     # legacy keys, kept in step with the new ones as the reference does
     for old, new in (("module_supplier_id", "model_supplier_id"), ("model_version_id", "model_name_id")):
         if old in data and new not in data:
             data[new] = data[old]
-    from perilflow.plugins.api.schemas import ods_settings_errors
+    from perilflow.plugins.api.schemas import ods_settings_errors, settings_handler
 
-    return ods_settings_errors(AnalysisSettingHandler.make(), data)
+    return ods_settings_errors(settings_handler("analysis"), data)
 
 
 def _raise_for_settings(data: dict[str, Any]) -> None:

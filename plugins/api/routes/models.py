@@ -159,11 +159,9 @@ def get_settings(model_pk: int, db: DbDep, caller: CallerDep) -> dict[str, Any]:
 
 
 def validate_model_settings(data: dict[str, Any]) -> dict[str, list[str]]:
-    from ods_tools.oed.settings import ModelSettingHandler
+    from perilflow.plugins.api.schemas import ods_settings_errors, settings_handler
 
-    from perilflow.plugins.api.schemas import ods_settings_errors
-
-    return ods_settings_errors(ModelSettingHandler.make(), data)
+    return ods_settings_errors(settings_handler("model"), data)
 
 
 @router.post("/{model_pk}/settings/", summary="Set the model settings (ods-tools ModelSettings schema)")
