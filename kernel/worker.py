@@ -136,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.step == "versions":
         print(json.dumps(versions(), indent=2))
         return 0
+    from perilflow.kernel.memory import tune_process_memory
+
+    tune_process_memory()
     try:
         result = STEPS[args.step](load_params(args.params))
     except NoKeysError as exc:

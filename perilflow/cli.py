@@ -66,8 +66,19 @@ def _generate_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chunk_process(threads: int) -> None:
+    """A chunk process's memory settings and numba threads (its share of the cores)."""
+    import numba
+
+    from perilflow.kernel.memory import tune_process_memory
+
+    tune_process_memory()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
 def _run(args: argparse.Namespace) -> int:
     import json
+    import multiprocessing
     import os
     import shutil
     from concurrent.futures import ProcessPoolExecutor
@@ -75,7 +86,12 @@ def _run(args: argparse.Namespace) -> int:
     from perilflow.kernel.inputs.generate import generate_files
     from perilflow.kernel.losses import generate_losses_chunk, generate_losses_output, prepare_run_directory
     from perilflow.kernel.mdk import load_mdk_config
+    from perilflow.kernel.memory import tune_process_memory
 
+    for name in ("chunks", "workers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name} {getattr(args, name)}: give a whole number >= 1")
+    tune_process_memory()
     config = load_mdk_config(args.config, require=("model_data_dir",))
     out = Path(args.output_dir)
     oasis_dir = Path(args.oasis_files_dir) if args.oasis_files_dir else config.oasis_files_dir
@@ -91,10 +107,18 @@ def _run(args: argparse.Namespace) -> int:
     prepare_run_directory(oasis_dir, run_dir, model_data_dir=config.model_data_dir, analysis_settings=analysis,
                           model_settings=config.model_settings(), gul_alloc_rule=config.gul_alloc_rule,
                           il_alloc_rule=config.il_alloc_rule, ri_alloc_rule=config.ri_alloc_rule)
-    n = args.chunks
-    workers = min(n, args.workers or os.cpu_count() or 1)
+    cpus = os.cpu_count() or 1
+    n = args.chunks or args.workers or cpus
+    workers = min(n, args.workers or cpus)
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # one chunk per process, each with its share of the cores: on 2 cores, 2 single-threaded chunks
+        # beat one chunk on 2 threads (the event loop's serial parts run side by side), 87.6 vs 103 s on
+        # PiWind 100,784 locations; the outputs are the same for any number of chunks
+        threads = max(1, cpus // workers)
+        # forkserver, not fork: a process that already ran numba's OpenMP threads must not fork (it aborts)
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_chunk_process,
+                                 initargs=(threads,)) as pool:
             list(pool.map(generate_losses_chunk, [run_dir] * n, range(n), [n] * n))
     else:
         for i in range(n):
@@ -437,8 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, help="MDK configuration file (oasislmf.json)")
     run.add_argument("--analysis-settings", help="analysis settings JSON (default: the config's)")
     run.add_argument("--oasis-files-dir", help="use these Oasis input files instead of generating them")
-    run.add_argument("--chunks", type=int, default=1, help="event chunks (outputs are identical for any number)")
-    run.add_argument("--workers", type=int, help="chunks computed at once (default: the CPU count)")
+    run.add_argument("--chunks", type=int,
+                     help="event chunks (default: --workers; outputs are identical for any number)")
+    run.add_argument("--workers", type=int, help="chunk processes at once (default: the CPU count)")
     run.add_argument("--output-dir", required=True, help="folder for input/, run/ and output/")
     run.set_defaults(func=_run)
 

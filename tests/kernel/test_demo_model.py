@@ -202,3 +202,25 @@ def test_run_results_are_sensible(demo, run_output):
 
     melt = pd.read_csv(run_output / "output" / "gul_S1_melt.csv")
     assert melt["EventRate"].notna().all() and (melt["EventRate"] > 0).all()
+
+
+def test_the_default_run_in_chunk_processes_equals_one_chunk_in_process(demo, run_output, tmp_path):
+    """``perilflow run`` without --chunks: one chunk per CPU, each in its own process with its share of
+    the threads; the outputs are the bytes of the 2-chunk run and of a 1-chunk run in this process."""
+    out = tmp_path / "default"
+    assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(out), "--workers", "2"]) == 0
+    single = tmp_path / "single"
+    assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(single), "--chunks", "1"]) == 0
+    expected = files_of(run_output / "output")
+    assert files_of(out / "output") == expected == files_of(single / "output")
+    assert len(list((out / "run" / "work").glob("chunk-*"))) == 2
+    assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(out), "--chunks", "0"]) == 2
+
+
+def test_process_memory_tuning_is_applied_once() -> None:
+    import numpy as np
+
+    from perilflow.kernel.memory import tune_process_memory
+
+    assert tune_process_memory() is True and tune_process_memory() is True
+    assert np._core.multiarray._get_madvise_hugepage() is False
