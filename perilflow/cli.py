@@ -91,7 +91,6 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("chunks", "workers"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} {getattr(args, name)}: give a whole number >= 1")
-    tune_process_memory()
     config = load_mdk_config(args.config, require=("model_data_dir",))
     out = Path(args.output_dir)
     oasis_dir = Path(args.oasis_files_dir) if args.oasis_files_dir else config.oasis_files_dir
@@ -115,12 +114,14 @@ def _run(args: argparse.Namespace) -> int:
         # beat one chunk on 2 threads (the event loop's serial parts run side by side), 87.6 vs 103 s on
         # PiWind 100,784 locations; the outputs are the same for any number of chunks
         threads = max(1, cpus // workers)
-        # forkserver, not fork: a process that already ran numba's OpenMP threads must not fork (it aborts)
-        context = multiprocessing.get_context("forkserver")
+        # spawn, not fork: a process that already ran numba's OpenMP threads must not fork (it aborts); and
+        # not forkserver: its processes are not this one's children, so their CPU time would not be accounted
+        context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_chunk_process,
                                  initargs=(threads,)) as pool:
             list(pool.map(generate_losses_chunk, [run_dir] * n, range(n), [n] * n))
     else:
+        tune_process_memory()  # here, not at the start: this process keeps what it frees from now on
         for i in range(n):
             generate_losses_chunk(run_dir, i, n)
     merged = generate_losses_output(run_dir, n)
