@@ -16,6 +16,7 @@ the outputs are byte-identical whatever the number of chunks.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -233,13 +234,22 @@ def _fm_column_map(n_fm_columns: int) -> np.ndarray:
                            np.arange(SPECIALS, SPECIALS + n_fm_columns - len(FM_COLUMNS_OF_GUL), dtype=np.int64)))
 
 
-def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int) -> Path:
-    """Compute events ``chunk_index`` of ``n_chunks`` and write their partial results; returns the work folder."""
+def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int,
+                          block_bytes: int | None = None) -> Path:
+    """Compute events ``chunk_index`` of ``n_chunks`` and write their partial results; returns the work folder.
+
+    ``block_bytes`` overrides the run's budget of loss records held at once (e.g. a share of it for
+    each of several chunk processes running side by side); the outputs do not depend on it.
+    """
     from perilflow.kernel.fm.compute import release_work_space
     from perilflow.kernel.outputs import accumulate_chunk
 
     run_dir = Path(run_dir)
     run = _Run(run_dir)
+    if block_bytes is not None:
+        if block_bytes < 1:
+            raise ValueError(f"block_bytes {block_bytes}: give a positive number of bytes")
+        run.settings = dataclasses.replace(run.settings, block_bytes=int(block_bytes))
     events = chunk_events(run.model.events, chunk_index, n_chunks)
     work = run_dir / "work" / f"chunk-{chunk_index}"
     staging = work.with_name(f".{work.name}.tmp")

@@ -84,7 +84,12 @@ def _run(args: argparse.Namespace) -> int:
     from concurrent.futures import ProcessPoolExecutor
 
     from perilflow.kernel.inputs.generate import generate_files
-    from perilflow.kernel.losses import generate_losses_chunk, generate_losses_output, prepare_run_directory
+    from perilflow.kernel.losses import (
+        RunSettings,
+        generate_losses_chunk,
+        generate_losses_output,
+        prepare_run_directory,
+    )
     from perilflow.kernel.mdk import load_mdk_config
     from perilflow.kernel.memory import tune_process_memory
 
@@ -119,7 +124,9 @@ def _run(args: argparse.Namespace) -> int:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_chunk_process,
                                  initargs=(threads,)) as pool:
-            list(pool.map(generate_losses_chunk, [run_dir] * n, range(n), [n] * n))
+            # the record budget is shared too, so the processes together hold what one would
+            budget = RunSettings.read(run_dir).block_bytes // workers
+            list(pool.map(generate_losses_chunk, [run_dir] * n, range(n), [n] * n, [budget] * n))
     else:
         tune_process_memory()  # here, not at the start: this process keeps what it frees from now on
         for i in range(n):
