@@ -9,6 +9,8 @@ worker ran what.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.integration.conftest import extract, require_services
@@ -40,7 +42,12 @@ def test_generate_and_run_on_two_celery_workers(platform, piwind, tmp_path) -> N
     assert {ti["queue"] for ti in ran} == {platform.queue}
     hostnames = {ti["hostname"] for ti in ran}
     assert hostnames == {"celery-w1", "celery-w2"}, sorted((ti["task_id"], ti["hostname"]) for ti in ran)
-    assert platform.celery_results() >= len(ran)  # the result backend is the run's PostgreSQL database
+    # the result backend is the run's PostgreSQL database; a worker stores a task's result after the task
+    # instance is marked success (through the API), so the last one may land a moment after the run ends
+    deadline = time.monotonic() + 20
+    while (stored := platform.celery_results()) < len(ran) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert stored >= len(ran)
     record = platform.xcom(GENERATE_AND_RUN, run_id, "record-losses-files")
     output = extract(record["output_file"], tmp_path / "output")
     assert_alt_matches_reference(output)
