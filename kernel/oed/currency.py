@@ -163,23 +163,16 @@ def load_conversion_file(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: {exc}") from None
 
 
-def _missing_pairs(sources: Mapping[str, Path], reporting: str, conversion: Mapping[str, Any] | None
+def _missing_pairs(frames: Mapping[str, pd.DataFrame], reporting: str, conversion: Mapping[str, Any] | None
                    ) -> list[tuple[str, str, str]]:
     """(file kind, currency, reporting currency) for every currency the rates cannot convert."""
-    from perilflow.kernel.oed.exposure import read_raw
-
     pairs = {(f, t) for f, t, _ in (conversion or {}).get("currency_rates", [])}
     missing = []
     for kind, column in CURRENCY_COLUMNS.items():
-        if kind not in sources:
+        frame = frames.get(kind)
+        if frame is None or column not in frame.columns:
             continue
-        frame, _ = read_raw(sources[kind])
-        if frame is None:
-            continue
-        names = {c.lower(): c for c in frame.columns}
-        if column.lower() not in names:
-            continue
-        for code in sorted(str(c) for c in frame[names[column.lower()]].dropna().unique()):
+        for code in sorted(str(c) for c in frame[column].dropna().unique()):
             if code != reporting and (code, reporting) not in pairs and (reporting, code) not in pairs:
                 missing.append((kind, code, reporting))
     return missing
@@ -202,17 +195,20 @@ def convert_exposure_files(sources: Mapping[str, Path], reporting_currency: str,
 
     reporting = check_reporting_currency(reporting_currency)
     checked = check_conversion(conversion) if conversion else None
-    missing = _missing_pairs(sources, reporting, checked)
-    if missing:
-        listed = ", ".join(f"{code} in the {kind} file" for kind, code, _ in missing)
-        rows = ", ".join(sorted({f"{code},{reporting},<rate>" for _, code, _ in missing}))
-        raise ValueError(f"no rate of exchange to the reporting currency {reporting} for {listed}; add the rows "
-                         f"(cur_from,cur_to,roe) {rows} to the portfolio's currency_conversion_json")
-    output_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # each file is read once: loaded as it is, checked for missing rates, then converted in place
         exposure = OedExposure(**{kind: str(path) for kind, path in sources.items()}, check_oed=False, use_field=True,
-                               currency_conversion=checked, reporting_currency=reporting)
+                               currency_conversion=checked)
+        frames = {kind: getattr(exposure, kind).dataframe for kind in sources}
+        missing = _missing_pairs(frames, reporting, checked)
+        if missing:
+            listed = ", ".join(f"{code} in the {kind} file" for kind, code, _ in missing)
+            rows = ", ".join(sorted({f"{code},{reporting},<rate>" for _, code, _ in missing}))
+            raise ValueError(f"no rate of exchange to the reporting currency {reporting} for {listed}; add the rows "
+                             f"(cur_from,cur_to,roe) {rows} to the portfolio's currency_conversion_json")
+        exposure.reporting_currency = reporting  # ods-tools converts the loaded frames
+        output_dir.mkdir(parents=True, exist_ok=True)
         written: dict[str, Path] = {}
         for kind, path in sources.items():
             target = output_dir / path.name

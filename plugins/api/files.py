@@ -56,14 +56,9 @@ def write_stream(settings: ApiSettings, source: BinaryIO, uri: str, limit: int |
     target = storage_path(settings, uri)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
-    size = 0
     try:
         with tmp.open("wb") as out:
-            while piece := source.read(CHUNK):
-                size += len(piece)
-                if limit is not None and size > limit:
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
-                out.write(piece)
+            size = copy_limited(settings, source, out, limit)
         tmp.rename(target)
     except BaseException:
         if tmp.exists():
@@ -208,12 +203,14 @@ def storage_key(settings: ApiSettings, uri: str | None) -> str | None:
     return uri[len(base):] if uri.startswith(base) else uri
 
 
-def copy_limited(settings: ApiSettings, source: BinaryIO, target: BinaryIO) -> int:
-    """Copy an upload to an open local file in 1 MiB pieces; 413 past the upload limit. Returns the size."""
+def copy_limited(settings: ApiSettings, source: BinaryIO, target: BinaryIO, limit: int | None = -1) -> int:
+    """Copy ``source`` to an open file in 1 MiB pieces; 413 past ``limit`` bytes (default: the upload limit;
+    None: no limit). Returns the size."""
+    limit = settings.max_upload_bytes if limit == -1 else limit
     size = 0
     while piece := source.read(CHUNK):
         size += len(piece)
-        if size > settings.max_upload_bytes:
+        if limit is not None and size > limit:
             raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, _too_large(settings))
         target.write(piece)
     return size
