@@ -150,7 +150,9 @@ time.sleep({dict(sleep or {})!r}.get(step, 0))
 hog, held = {dict(hog_mb or {})!r}.get(step, 0), []
 while len(held) * 16 < hog:
     held.append(b"x" * (16 << 20))  # filled, so the pages are resident
-    (folder / f"hog-{{os.getpid()}}").write_text(str(len(held) * 16))
+    # written whole then renamed: a kill between truncating and writing left an empty file
+    (folder / f".hog-{{os.getpid()}}.tmp").write_text(str(len(held) * 16))
+    os.replace(folder / f".hog-{{os.getpid()}}.tmp", folder / f"hog-{{os.getpid()}}")
     time.sleep(0.02)
 os.execv({WORKER!r}, [{WORKER!r}, *sys.argv[1:]])
 """)
