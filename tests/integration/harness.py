@@ -118,7 +118,7 @@ def losses_conf(conf: Mapping[str, Any], input_file: str, **extra: Any) -> dict[
 
 def wrapper_worker(folder: Path, name: str, *, sleep: Mapping[str, float] | None = None,
                    fail_chunks: Iterable[int] = (), fail_while: Path | None = None, fail_after: float = 0,
-                   hog_mb: Mapping[str, int] | None = None) -> Path:
+                   hog_mb: Mapping[str, int] | None = None, hold_retries: Mapping[str, Path] | None = None) -> Path:
     """A worker entry point that sleeps before some steps and always fails some loss chunks.
 
     ``sleep`` maps a step name (``generate-losses-chunk``, ...) to seconds slept before the
@@ -126,7 +126,10 @@ def wrapper_worker(folder: Path, name: str, *, sleep: Mapping[str, float] | None
     exits 1 on every attempt (``attempts-<i>`` in ``folder`` counts them), or, with
     ``fail_while``, only while that file exists (exiting after ``fail_after`` seconds). ``hog_mb``
     maps a step name to megabytes the step allocates (and touches, 16 MiB at a time,
-    ``hog-<pid>`` in ``folder`` noting how far it got) before the real worker starts. Every
+    ``hog-<pid>`` in ``folder`` noting how far it got) before the real worker starts.
+    ``hold_retries`` maps a step name to a file: a retry of that step (the journal holds an
+    earlier start of the same step and chunk index) waits until the file exists (at most 150 s),
+    so a test decides when retries may go on rather than racing them. Every
     start is appended to ``journal`` in ``folder`` (pid, step, chunk index). The script's path
     (inside ``folder``) is in the command line of the process, so tests find it.
     """
@@ -136,8 +139,15 @@ def wrapper_worker(folder: Path, name: str, *, sleep: Mapping[str, float] | None
 import json, os, pathlib, sys, time
 step, params = sys.argv[1], json.loads(sys.argv[3])
 folder = pathlib.Path({str(folder)!r})
+me = f"{{step}} {{params.get('chunk_index', -1)}}"
+earlier = (folder / "journal").read_text().splitlines() if (folder / "journal").exists() else []
 with open(folder / "journal", "a") as journal:
-    journal.write(f"{{os.getpid()}} {{step}} {{params.get('chunk_index', -1)}}\\n")
+    journal.write(f"{{os.getpid()}} {{me}}\\n")
+hold = {{k: pathlib.Path(v) for k, v in {({k: str(v) for k, v in (hold_retries or {}).items()})!r}.items()}}.get(step)
+if hold is not None and any(line.split(" ", 1)[1] == me for line in earlier):
+    deadline = time.monotonic() + 150
+    while not hold.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
 failing = {fail_while is None!r} or pathlib.Path({str(fail_while)!r}).exists()
 if step == "generate-losses-chunk" and params["chunk_index"] in {sorted(set(fail_chunks))!r} and failing:
     counter = pathlib.Path({str(folder)!r}) / f"attempts-{{params['chunk_index']}}"

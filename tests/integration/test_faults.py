@@ -469,8 +469,11 @@ def test_storage_outage_mid_run_is_retried_and_leaves_no_partial_object(platform
     mid-body: each fails with the storage error in its log and is retried once the endpoint is back; no
     ``output.tar.gz`` (nor a temporary object) exists between the cut and the retry; same outputs."""
     relay: Relay = s3["relay"]
-    worker = wrapper_worker(platform.home / "bin" / "outage", "outage-worker",
-                            sleep={"generate-losses-chunk": 5, "generate-losses-output": 3})
+    folder = platform.home / "bin" / "outage"
+    back = {"generate-losses-chunk": folder / "chunks-may-retry", "generate-losses-output": folder / "output-may-retry"}
+    # retries wait for the test to bring the endpoint back (they once outran it on a loaded machine)
+    worker = wrapper_worker(folder, "outage-worker", sleep={"generate-losses-chunk": 5, "generate-losses-output": 3},
+                            hold_retries=back)
     model = {**reference["conf"]["model"], "worker_command": [str(worker)], "env": {"AWS_MAX_ATTEMPTS": "2"}}
     relay.cut_upload("output.tar.gz")
     run_id = platform.trigger(LOSSES, losses_conf(reference["conf"], reference["inputs"]["input_file"],
@@ -485,6 +488,7 @@ def test_storage_outage_mid_run_is_retried_and_leaves_no_partial_object(platform
         platform.wait_tis(LOSSES, run_id, lambda tis: all(
             tis[("generate-losses-chunk", i)]["try_number"] == 2 for i in (0, 1)), timeout=120, poll=0.3)
         relay.start()
+        back["generate-losses-chunk"].touch()
         assert relay.cut.wait(150), "the output upload was not seen"
         plan = platform.xcom(LOSSES, run_id, "prepare-losses-generation-params", key="cleanup")
         folder = plan["folder"][len(f"s3://{BUCKET}/{PREFIX}/"):]
@@ -494,6 +498,8 @@ def test_storage_outage_mid_run_is_retried_and_leaves_no_partial_object(platform
     finally:
         if relay._listener is None:
             relay.start()
+        for path in back.values():
+            path.touch()
     run = platform.wait_run(LOSSES, run_id, timeout=180)
     tis = platform.tis(LOSSES, run_id)
     assert run["state"] == "success", sorted((k, ti["state"], ti["try_number"]) for k, ti in tis.items())
