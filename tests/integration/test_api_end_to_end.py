@@ -277,3 +277,74 @@ def test_the_listener_records_the_outcome_without_a_reader(api, completed, produ
     assert row is not None and row.status == "READY", (seen, api.platform.log_tail("scheduler", 60))
     assert "INPUTS_GENERATION_STARTED" in seen  # on_dag_run_running
     assert row.input_file.endswith("/input.tar.gz") and row.lookup_success_file and row.task_finished
+
+
+def test_algorithm_tasks_on_the_live_platform(api) -> None:
+    """Issue 9 end to end on a real scheduler: an uploaded dataset, a row-counting script that SUCCEEDS
+    (log captured, output dataset downloadable), a failing command that ends FAILED with its stderr in
+    the log, and a sleeping one cancelled mid-run: CANCELLED, its process gone within 10 s."""
+    import sys
+
+    from tests.operators.test_algorithm_dag import COUNT_ROWS, FAILING
+
+    marker = f"perilflow-sleepy-algorithm-{secrets.token_hex(4)}"
+    dataset = api("POST", "v2/datasets/", 201, json={"name": "rows"}).json()
+    api("POST", f"v2/datasets/{dataset['id']}/files/",
+        files=[("files", ("a.csv", b"x,y\n1,2\n3,4\n5,6\n")), ("files", ("sub/b.csv", b"z\n7\n"))])
+
+    def start(name: str, command: list[str], env: dict[str, str] | None = None) -> int:
+        algorithm = api("POST", "v2/algorithms/", 201, json={"name": name, "command": command,
+                                                             "environment": env or {}}).json()
+        task = api("POST", "v2/algorithm-tasks/", 201, json={"name": name, "algorithm": algorithm["id"],
+                                                             "input_dataset": dataset["id"]}).json()
+        assert api("POST", f"v2/algorithm-tasks/{task['id']}/run/").json()["status"] == "QUEUED"
+        return task["id"]
+
+    def wait(task_id: int, done: set[str], timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = api("GET", f"v2/algorithm-tasks/{task_id}/").json()
+            if task["status"] in done:
+                return task
+            api.platform._check_alive()
+            time.sleep(1)
+        raise PlatformError(f"algorithm task {task_id} still {task['status']} after {timeout:.0f} s\n"
+                            f"{api.platform.logs()}")
+
+    counting = start("count rows", [sys.executable, "-c", COUNT_ROWS], {"GREETING": "hi"})
+    failing = start("fails", [sys.executable, "-c", FAILING])
+    sleepy = start("sleeps", [sys.executable, "-c", f"import time; time.sleep(300)  # {marker}"])
+
+    done = wait(counting, {"SUCCEEDED", "FAILED", "CANCELLED"})
+    assert done["status"] == "SUCCEEDED" and done["exit_code"] == 0, done
+    log = api("GET", f"v2/algorithm-tasks/{counting}/output_log/").text
+    assert "counted 2 files, 4 rows; greeting hi" in log and "a warning on stderr" in log, log
+    out = api("GET", f"v2/algorithm-tasks/{counting}/output_dataset/").json()
+    files = {f["name"]: f for f in out["files"]}
+    assert sorted(files) == ["detail/total.txt", "summary.csv"]
+    summary = api("GET", f"v2/datasets/{out['id']}/files/{files['summary.csv']['id']}/").text
+    assert summary == "file,rows\na.csv,3\nsub/b.csv,1\n"
+    with tarfile.open(fileobj=io.BytesIO(api("GET", f"v2/datasets/{out['id']}/download/").content)) as archive:
+        assert archive.extractfile("detail/total.txt").read() == b"4"  # type: ignore[union-attr]
+
+    bad = wait(failing, {"SUCCEEDED", "FAILED", "CANCELLED"})
+    assert bad["status"] == "FAILED" and bad["exit_code"] == 3, bad
+    assert "boom: no such column LocNumber" in api("GET", f"v2/algorithm-tasks/{failing}/output_log/").text
+    api("GET", f"v2/algorithm-tasks/{failing}/output_dataset/", expect=404)
+
+    deadline = time.monotonic() + 150
+    while not api.platform.strays(marker):
+        assert time.monotonic() < deadline, f"the sleeping algorithm did not start\n{api.platform.logs()}"
+        assert api("GET", f"v2/algorithm-tasks/{sleepy}/").json()["status"] in ("QUEUED", "RUNNING")
+        time.sleep(0.5)
+    assert wait(sleepy, {"RUNNING"}, 30)["status"] == "RUNNING"
+    t0 = time.monotonic()
+    assert api("POST", f"v2/algorithm-tasks/{sleepy}/cancel/").json()["status"] == "CANCELLED"
+    while api.platform.strays(marker) and time.monotonic() < t0 + 10:
+        time.sleep(0.25)
+    assert not api.platform.strays(marker), f"still running {time.monotonic() - t0:.1f} s after cancel"
+    deadline = time.monotonic() + 30
+    while api("GET", f"v2/algorithm-tasks/{sleepy}/").json()["status"] != "CANCELLED":
+        assert time.monotonic() < deadline
+        time.sleep(1)
+    api("GET", f"v2/algorithm-tasks/{sleepy}/output_dataset/", expect=404)
