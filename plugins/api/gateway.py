@@ -345,6 +345,9 @@ class FakeGateway:
         return targets
 
     def cancel(self, dag_id: str, run_id: str) -> None:
+        if self.fail_next:
+            message, self.fail_next = self.fail_next, None
+            raise WorkflowError(message)
         self.cancelled.append((dag_id, run_id))
         self.tis[(dag_id, run_id)] = [
             TaskInstanceInfo(**{**ti.__dict__, "state": "skipped"}) if ti.state not in ("success", "failed") else ti

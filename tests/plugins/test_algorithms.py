@@ -240,6 +240,10 @@ def test_cancel(client, gateway, algorithm, dataset) -> None:
     tid, run_id, _ = _run(client, gateway, algorithm, dataset)
     gateway.runs[(ALGORITHM_TASK, run_id)] = RunInfo("running")
     gateway.tis[(ALGORITHM_TASK, run_id)] = [TaskInstanceInfo(RUN_TASK, -1, "running", 1)]
+    gateway.fail_next = "Airflow is not answering"
+    refused = client.post(f"/v2/algorithm-tasks/{tid}/cancel/", headers=auth("bob"))
+    assert refused.status_code == 503 and "not answering" in refused.json()["detail"]
+    assert client.get(f"/v2/algorithm-tasks/{tid}/status/", headers=auth("alice")).json()["status"] == "RUNNING"
     assert client.post(f"/v2/algorithm-tasks/{tid}/cancel/", headers=auth("bob")).status_code == 200  # ungrouped
     assert gateway.cancelled == [(ALGORITHM_TASK, run_id)]
     task = client.get(f"/v2/algorithm-tasks/{tid}/", headers=auth("alice")).json()
@@ -252,6 +256,13 @@ def test_cancel(client, gateway, algorithm, dataset) -> None:
     gateway.runs[(ALGORITHM_TASK, run2)] = RunInfo("failed")
     gateway.tis[(ALGORITHM_TASK, run2)] = [TaskInstanceInfo(RUN_TASK, -1, "skipped", 1)]
     assert client.get(f"/v2/algorithm-tasks/{tid2}/status/", headers=auth("alice")).json()["status"] == "CANCELLED"
+    # a cancel skips the task before it fails the run; the scheduler may end the run as success in
+    # between: that is CANCELLED too, with no output dataset
+    tid3, run3, _ = _run(client, gateway, algorithm, dataset, name="third")
+    gateway.runs[(ALGORITHM_TASK, run3)] = RunInfo("success")
+    gateway.tis[(ALGORITHM_TASK, run3)] = [TaskInstanceInfo(RUN_TASK, -1, "skipped", 1)]
+    task = client.get(f"/v2/algorithm-tasks/{tid3}/", headers=auth("alice")).json()
+    assert task["status"] == "CANCELLED" and task["output_dataset"] is None, task
 
 
 def test_task_errors_and_groups(client, gateway, add_member, algorithm, dataset) -> None:

@@ -371,7 +371,7 @@ def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, task: Alg
         manifest = read_manifest(settings, task) or {}
         task.output_log = manifest.get("output_log")
         task.exit_code = manifest.get("exit_code")
-        if info.state == "success":
+        if info.state == "success" and ti is not None and ti.state == "success":
             new = "SUCCEEDED"
             if task.output_dataset_id is None:
                 task.output_dataset = _output_dataset(db, task, manifest)
@@ -522,12 +522,19 @@ def cancel_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, se
     if t.status not in ACTIVE:
         raise HTTPException(status.HTTP_409_CONFLICT, f"algorithm task status is {t.status}; cancel is allowed only "
                             "from QUEUED or RUNNING")
-    db.commit()  # as analyses' cancel: the listener fired by the cancel must not wait for this row's lock
+    # CANCELLED is committed before the run is cancelled: cancelling skips the running task before it
+    # fails the run, and in between the scheduler may end the run as success; the listener's sync
+    # then finds the task no longer active instead of recording SUCCEEDED with an output dataset
+    # (seen on a live platform). Committing also keeps the listener from waiting for this row's lock.
+    before = t.status
+    t.status, t.finished_at = "CANCELLED", _now()
+    db.commit()
     try:
         gateway_of(request).cancel(t.dag_id, t.run_id)
     except WorkflowError as exc:
+        t.status, t.finished_at = before, None
+        db.commit()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    t.status, t.finished_at = "CANCELLED", _now()
     manifest = read_manifest(settings, t) or {}
     t.output_log, t.exit_code = manifest.get("output_log"), manifest.get("exit_code")
     db.flush()
