@@ -203,10 +203,9 @@ def storage_key(settings: ApiSettings, uri: str | None) -> str | None:
     return uri[len(base):] if uri.startswith(base) else uri
 
 
-def copy_limited(settings: ApiSettings, source: BinaryIO, target: BinaryIO, limit: int | None = -1) -> int:
-    """Copy ``source`` to an open file in 1 MiB pieces; 413 past ``limit`` bytes (default: the upload limit;
-    None: no limit). Returns the size."""
-    limit = settings.max_upload_bytes if limit == -1 else limit
+def copy_limited(settings: ApiSettings, source: BinaryIO, target: BinaryIO, limit: int | None) -> int:
+    """Copy ``source`` to an open file in 1 MiB pieces; 413 past ``limit`` bytes (None: no limit).
+    Returns the size."""
     size = 0
     while piece := source.read(CHUNK):
         size += len(piece)

@@ -497,7 +497,7 @@ def exposure_transform(request: Request, portfolio_pk: int, db: DbDep, caller: C
         work = Path(tmp)
         (work / "mapping.yaml").write_bytes(files.read_small_upload(settings, mapping_file))
         with (work / "input.csv").open("wb") as local:
-            files.copy_limited(settings, transform_file.file, local)
+            files.copy_limited(settings, transform_file.file, local, settings.max_upload_bytes)
         with (work / "input.csv").open("rb") as counted:
             rows = max(sum(1 for _ in counted) - 1, 0)
         if rows > EXPOSURE_TRANSFORM_MAX_ROWS:
