@@ -723,6 +723,30 @@ def run_fm(
     return result
 
 
+# FM work space of one event range: beyond it, run_fm_events computes the columns in blocks. Each
+# block walks the events again, and the walk (node metadata read from memory) costs about as much
+# as 10 columns: 64 MiB blocks made PiWind x8 at 100 samples 3x slower. So the bound is a safety
+# valve for many samples on large plans (1,000 samples on PiWind x8's reinsurance plan would need
+# 7.4 GiB per range), not a setting to tune memory down at 100 samples.
+WORK_BYTES = 2**30
+
+
+def column_blocks(n_cols: int, plan: FMPlan, column_block: int | None = None) -> np.ndarray:
+    """Bounds (int64[n_blocks + 1]) of the column blocks ``run_fm_events`` computes one after the other.
+
+    ``column_block`` columns at a time, or by default as many as keep the work space (a row of
+    ``max_layers`` layers per slot, four with extras) within ``WORK_BYTES``, and at least 8.
+    Blocks have near-equal widths.
+    """
+    if column_block is None:
+        per_column = 8 * plan.n_slots * plan.max_layers * (4 if plan.needs_extras else 1)
+        column_block = max(8, WORK_BYTES // max(per_column, 1))
+    elif column_block < 1:
+        raise ValueError(f"column_block {column_block}: give a positive number of columns (or None)")
+    n_blocks = max(1, -(-n_cols // int(column_block)))
+    return np.linspace(0, n_cols, n_blocks + 1).round().astype(np.int64)
+
+
 def run_fm_events(
     plan: FMPlan,
     event_ptr: np.ndarray,
@@ -734,6 +758,7 @@ def run_fm_events(
     out_columns: np.ndarray | None = None,
     out_width: int | None = None,
     fuse_top: bool = True,
+    column_block: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the financial structure to many events, computing only what each event touches.
 
@@ -758,6 +783,9 @@ def run_fm_events(
     fuse_top : bool
         fuse the top level's back-allocation with the net and output passes where the plan allows
         it (``top_items``); False computes them one after the other (same results, for tests)
+    column_block : int, optional
+        FM columns computed at once (default: as many as fit ``WORK_BYTES`` of work space, see
+        ``column_blocks``); the results are the same for any block size.
 
     Returns
     -------
@@ -803,24 +831,27 @@ def run_fm_events(
     targets = np.linspace(0, event_ptr[-1], workers + 1)[1:-1]
     bounds = np.concatenate(([0], np.searchsorted(event_ptr, targets, side="left"), [n_events])).astype(np.int64)
 
-    loss_shape = (plan.n_slots, plan.max_layers, n_cols)
-    ext_shape = (plan.n_slots if plan.needs_extras else 1, plan.max_layers, n_cols, 3)
+    col_bounds = column_blocks(n_cols, plan, column_block)
+    widest = int(np.diff(col_bounds).max()) if n_cols else 0
+    ext_slots = plan.n_slots if plan.needs_extras else 1
 
     def one_range(w: int) -> None:
         if bounds[w + 1] <= bounds[w]:
             return
-        loss_buf = _take_work(int(np.prod(loss_shape)))
-        ext_buf = _take_work(int(np.prod(ext_shape)))
-        loss = loss_buf[:int(np.prod(loss_shape))].reshape(loss_shape)
-        ext = ext_buf[:int(np.prod(ext_shape))].reshape(ext_shape)
+        loss_buf = _take_work(plan.n_slots * plan.max_layers * widest)
+        ext_buf = _take_work(ext_slots * plan.max_layers * widest * 3)
         try:
-            _compute_range(w, loss, ext)
+            for c0, c1 in zip(col_bounds[:-1], col_bounds[1:], strict=True):
+                width = int(c1 - c0)
+                loss = loss_buf[:plan.n_slots * plan.max_layers * width].reshape(plan.n_slots, plan.max_layers, width)
+                ext = ext_buf[:ext_slots * plan.max_layers * width * 3].reshape(ext_slots, plan.max_layers, width, 3)
+                _compute_range(w, in_cols[c0:c1], out_cols[c0:c1], loss, ext)
         finally:
             _give_work(loss_buf, ext_buf)
 
-    def _compute_range(w: int, loss: np.ndarray, ext: np.ndarray) -> None:
+    def _compute_range(w: int, in_block: np.ndarray, out_block: np.ndarray, loss: np.ndarray, ext: np.ndarray) -> None:
         _compute_events(
-            bounds[w], bounds[w + 1], event_ptr, item_row, losses, in_cols, out_ptr, out_index, out_losses, out_cols,
+            bounds[w], bounds[w + 1], event_ptr, item_row, losses, in_block, out_ptr, out_index, out_losses, out_block,
             loss, ext,
             plan.n_items, plan.allocation_rule, net, plan.needs_extras, plan.start_nodes, kid_of_ptr, kid_of,
             plan.n_slots, plan.max_layers, plan.level_ptr, work_ptr, work, plan.slot, plan.own_slot,

@@ -3,7 +3,7 @@
 Each suite's insurance plan (allocation rules 1, 2 and 3) and its reinsurance plans (net) run
 random events that hit random subsets of the items: every event's outputs equal the dense
 run with the other items at zero loss, outputs not listed carry no loss, and the results are
-bit-identical for any number of threads.
+bit-identical for any number of threads and any column block.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ def check_plan(plan, rng: np.random.Generator, net: bool) -> None:
     unfused = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=1, fuse_top=False)
     for got, want in zip((ptr, index, out), unfused, strict=True):
         assert got.tobytes() == want.tobytes()
+    # columns computed in blocks (bounded work space) give the same bytes as all at once
+    for block in (1, 2, 4):
+        blocked = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=2, column_block=block)
+        for got, want in zip(blocked, (ptr, index, out), strict=True):
+            assert got.tobytes() == want.tobytes()
     for threads in (2, 3):
         p2, i2, o2 = run_fm_events(plan, event_ptr, item_row, losses, net=net, threads=threads)
         np.testing.assert_array_equal(p2, ptr)
@@ -92,3 +97,23 @@ def test_skipped_nodes_and_fused_top_level_on_a_reinsurance_plan() -> None:
     top = np.arange(plan1.level_ptr[-2], plan1.level_ptr[-1])
     wide = top[np.diff(plan1.base_ptr)[top] > 1]
     assert np.isin(wide, work_nodes(plan1)[1]).all()
+
+
+def test_column_blocks_bound_the_work_space() -> None:
+    """Default blocks keep a range's work space within WORK_BYTES (at least 8 columns a block)."""
+    from types import SimpleNamespace
+
+    from perilflow.kernel.fm.compute import WORK_BYTES, column_blocks
+
+    big = SimpleNamespace(n_slots=921_713, max_layers=1, needs_extras=False)   # PiWind x8's reinsurance plan
+    np.testing.assert_array_equal(column_blocks(103, big), [0, 103])   # 100 samples: one block
+    bounds = column_blocks(1003, big)                                    # 1,000 samples: bounded
+    widths = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == 1003 and widths.min() >= 8 and widths.shape[0] == 7
+    assert widths.max() * 8 * big.n_slots <= WORK_BYTES
+    assert widths.max() - widths.min() <= 1
+    small = SimpleNamespace(n_slots=100, max_layers=2, needs_extras=True)
+    np.testing.assert_array_equal(column_blocks(103, small), [0, 103])
+    np.testing.assert_array_equal(column_blocks(10, small, column_block=4), [0, 3, 7, 10])
+    with pytest.raises(ValueError, match="positive number of columns"):
+        column_blocks(10, small, column_block=0)
