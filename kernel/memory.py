@@ -10,12 +10,13 @@ this; :func:`tune_process_memory` takes it to about 7 s (wall 120 s -> 103 s), a
 memory (freed memory stays with the process for the next block instead of going back to the system).
 
 glibc will not raise the mmap threshold above 32 MiB, and at 100 samples a block's arrays are
-larger than that (a PiWind x8 event hits up to ~300k items: 250 MB of ground-up records, twice
-that insured), so they were still mapped and unmapped block after block: one chunk of 1/32 of
-PiWind x8's events took 3.0 M page faults, 26 s of its 73 s. ``M_MMAP_MAX = 0`` makes every
-allocation come from the heap, which keeps freed memory for the next block: 0.9 M faults (the
-heap's first touch), 12.5 s of system time, wall 73 s -> 56 s, peak RSS 3.2 -> 3.5 GiB.
-Transparent huge pages on top saved 1.6 s more for 0.3 GiB more peak memory, so they stay off.
+larger than that (PiWind x8's largest events hit 187,772 items: 158 MB of ground-up records,
+twice that insured with its two layers), so they were still mapped and unmapped block after
+block. One chunk of 1/32 of PiWind x8's events at 100 samples, one thread, runs interleaved:
+3.0 M page faults, 16-18 s of system time, wall 52.2 / 58.0 s; with ``M_MMAP_MAX = 0`` every
+allocation comes from the heap, which keeps freed memory for the next block: 0.9 M faults (the
+heap's first touch), 6-7.5 s, wall 44.4 / 44.9 s, peak RSS 3.16 -> 3.52 GiB. Transparent huge
+pages on top saved 1.6 s more in one run, for 0.3 GiB more peak memory, so they stay off.
 
 Called once at the start of a process that computes losses (``perilflow run``, ``perilflow-worker``),
 never inside a kernel function. Outside glibc (e.g. musl) it does nothing.

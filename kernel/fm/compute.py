@@ -832,7 +832,7 @@ def run_fm_events(
     bounds = np.concatenate(([0], np.searchsorted(event_ptr, targets, side="left"), [n_events])).astype(np.int64)
 
     col_bounds = column_blocks(n_cols, plan, column_block)
-    widest = int(np.diff(col_bounds).max()) if n_cols else 0
+    widest = int(np.diff(col_bounds).max())   # 0 without columns (bounds [0, 0])
     ext_slots = plan.n_slots if plan.needs_extras else 1
 
     def one_range(w: int) -> None:
