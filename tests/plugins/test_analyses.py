@@ -203,6 +203,11 @@ def test_generate_and_run_and_cancel(client, gateway, setup, analysis_settings, 
                                      TaskInstanceInfo("generate-losses-chunk", 0, "running", 1)]
     assert client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()["status"] == "RUN_STARTED"
     assert _post(client, aid, "cancel_generate_inputs").status_code == 409
+    gateway.fail_next = "Airflow is not answering"
+    refused = _post(client, aid, "cancel")
+    assert refused.status_code == 503 and "not answering" in refused.json()["detail"]
+    body = client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()
+    assert body["status"] == "RUN_STARTED" and body["task_finished"] is None  # as it was
     assert _post(client, aid, "cancel", user="bob").status_code == 200  # ungrouped objects are shared
     body = client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()
     assert body["status"] == "RUN_CANCELLED" and gateway.cancelled == [(dag_id, run_id)]

@@ -70,6 +70,31 @@ def test_a_failed_run_without_failed_tasks_was_cancelled(client, setup, gateway,
     assert record(dag_id, run_id, "success") == "RUN_CANCELLED"
 
 
+def test_a_cancel_the_scheduler_ends_as_success_in_between(client, setup, gateway, record, analysis_settings,
+                                                          monkeypatch) -> None:
+    """cancel_run skips the unfinished tasks before it fails the run, and the scheduler may end the run as
+    success in between: its listener call must not record RUN_COMPLETED or an output file."""
+    aid, dag_id, run_id, _ = _start(client, setup, gateway, analysis_settings)
+    gateway.runs[(dag_id, run_id)] = RunInfo("running")
+    gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("record-input-files", -1, "success", 1),
+                                     TaskInstanceInfo("generate-losses-chunk", 0, "running", 1)]
+    assert client.get(f"/v2/analyses/{aid}/", headers=auth("alice")).json()["status"] == "RUN_STARTED"
+    gateway.xcoms[(dag_id, run_id, "record-losses-files")] = {"output_file": "file:///x/output.tar.gz"}
+    seen, skip_and_fail = [], gateway.cancel
+
+    def cancel(dag: str, run: str) -> None:
+        seen.append(record(dag, run, "success"))  # the scheduler, between the skips and the failed run
+        skip_and_fail(dag, run)
+        seen.append(record(dag, run, "failed"))  # this process's listener, when the run is failed
+
+    monkeypatch.setattr(gateway, "cancel", cancel)
+    body = _post(client, aid, "cancel").json()
+    assert seen == ["RUN_CANCELLED", "RUN_CANCELLED"]
+    assert body["status"] == "RUN_CANCELLED" and body["output_file"] is None
+    # the run was past its inputs stage: the input files are recorded and usable by a new run
+    assert body["input_file"] == f"http://testserver/v2/analyses/{aid}/input_file/"
+
+
 def test_a_failed_chunk_is_run_error(client, setup, gateway, record, analysis_settings) -> None:
     aid, dag_id, run_id, _ = _start(client, setup, gateway, analysis_settings)
     gateway.tis[(dag_id, run_id)] = [TaskInstanceInfo("record-input-files", -1, "success", 1),

@@ -620,15 +620,24 @@ def _cancel(action: str, summary: str) -> None:
         if not may_change(analysis.model, caller):
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 f"you are not a member of model {analysis.model_id}'s groups")
-        # commit before cancelling: the run's on_dag_run_failed listener (this process, another thread)
-        # updates this row, and must not wait for a lock this request holds
+        # The cancelled status is committed before the run is cancelled. cancel_run skips the unfinished
+        # tasks before it fails the run, and in between the scheduler may end the run as success: the
+        # listener (scheduler or this process) must then find the analysis no longer active, instead of
+        # recording RUN_COMPLETED with an output file. Committing also keeps the listener from waiting
+        # for this row's lock.
+        before, finished = analysis.status, analysis.task_finished
+        inputs_done = analysis.dag_id == GENERATE_AND_RUN and before not in INPUTS_ACTIVE
+        analysis.status = S.INPUTS_GENERATION_CANCELLED if before in INPUTS_ACTIVE else S.RUN_CANCELLED
+        analysis.task_finished = _now()
         db.commit()
         try:
             gateway.cancel(analysis.dag_id, analysis.run_id)
         except WorkflowError as exc:
+            analysis.status, analysis.task_finished = before, finished
+            db.commit()
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-        analysis.status = S.INPUTS_GENERATION_CANCELLED if analysis.status in INPUTS_ACTIVE else S.RUN_CANCELLED
-        analysis.task_finished = _now()
+        if inputs_done:  # generate_and_run cancelled in its losses stage: its input files stay usable
+            _record_inputs(settings, gateway, analysis)
         db.flush()
         return _detail(request, db, settings, analysis)
 
