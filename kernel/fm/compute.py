@@ -6,9 +6,17 @@ the columns into blocks to bound memory. ``run_fm`` is the public entry point.
 
 State while an event is computed:
 
-``loss[slot, layer, col]``      loss held by each storage slot (items first)
-``ext[slot, layer, col, 3]``    deductible / over-limit / under-limit of each slot
+``loc[slot]``                   the work-space row of each storage slot the event touches
+``loss[loc[slot], layer, col]`` loss held by each storage slot (items first)
+``ext[loc[slot], layer, col, 3]`` deductible / over-limit / under-limit of each slot
 ``n_layers[slot]``              layers materialised in the slot; a higher layer reads layer 0
+
+The dense ``run_fm`` gives every slot its own row (``loc`` is the identity). ``run_fm_events``
+numbers only the slots an event touches, so each event range's work space has as many rows as
+its busiest event touches slots, not as many as the plan has. PiWind x8's largest event touches
+187,773 of the insured plan's 309,681 slots and 635,132 of the reinsurance plan's 921,713, and
+ranges of smaller events need far less: a chunk process's pooled work space at 100 samples went
+from 1,449 to 499 MiB (``benchmarks.chunk_memory``).
 
 A node sums its children into its own slot (or shares its only child's slot),
 applies its profile per layer (or once across layers), and with allocation rule 2
@@ -31,34 +39,34 @@ DED, OVER, UNDER = 0, 1, 2
 
 
 @njit(cache=True)
-def _split_items(loss, ext, n_layers, base, want, active):
+def _split_items(loss, ext, loc, n_layers, base, want, active):
     """Give items their own copy of layer 0 (loss and extras) in layers 1..want-1."""
     for b in base:
         if not active[b]:
             continue
         if n_layers[b] < want:
             for q in range(n_layers[b], want):
-                loss[b, q, :] = loss[b, 0, :]
-                ext[b, q, :, :] = ext[b, 0, :, :]
+                loss[loc[b], q, :] = loss[loc[b], 0, :]
+                ext[loc[b], q, :, :] = ext[loc[b], 0, :, :]
             n_layers[b] = want
 
 
 @njit(cache=True)
-def _materialise(loss, ext, n_layers, s, want, with_extras, copy_extras):
+def _materialise(loss, ext, loc, n_layers, s, want, with_extras, copy_extras):
     """Make layers n_layers[s]..want-1 of slot s real copies of layer 0 (extras copied or zeroed)."""
     if n_layers[s] < want:
         for q in range(n_layers[s], want):
-            loss[s, q, :] = loss[s, 0, :]
+            loss[loc[s], q, :] = loss[loc[s], 0, :]
             if with_extras:
                 if copy_extras:
-                    ext[s, q, :, :] = ext[s, 0, :, :]
+                    ext[loc[s], q, :, :] = ext[loc[s], 0, :, :]
                 else:
-                    ext[s, q, :, :] = 0.0
+                    ext[loc[s], q, :, :] = 0.0
         n_layers[s] = want
 
 
 @njit(cache=True, error_model="numpy")
-def _back_alloc(loss, base, p, loss_in, loss_out, active, factor):
+def _back_alloc(loss, loc, base, p, loss_in, loss_out, active, factor):
     """Allocation rule 2 without extras: scale every item by out/in, column by column (``factor``: scratch)."""
     n = loss_in.shape[0]
     for i in range(n):
@@ -66,8 +74,9 @@ def _back_alloc(loss, base, p, loss_in, loss_out, active, factor):
     for b in base:
         if not active[b]:
             continue
+        lb = loc[b]
         for i in range(n):
-            loss[b, p, i] *= factor[i]
+            loss[lb, p, i] *= factor[i]
 
 
 @njit(cache=True, error_model="numpy")
@@ -140,7 +149,7 @@ def _apply_extras_factors(loss_v, ext_v, f_loss, f_ded, f_over, f_under):
 
 
 @njit(cache=True, error_model="numpy")
-def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre, active, factors):
+def _back_alloc_extras(loss, ext, loc, base, p, loss_in, loss_out, post, pre, active, factors):
     """Allocation rule 2 with extras: loss, deductible and limits follow the node's changes (``factors``: scratch)."""
     n = loss_in.shape[0]
     for i in range(n):
@@ -149,9 +158,10 @@ def _back_alloc_extras(loss, ext, base, p, loss_in, loss_out, post, pre, active,
     for b in base:
         if not active[b]:
             continue
+        lb = loc[b]
         for i in range(n):
-            loss[b, p, i] = _apply_extras_factors(
-                loss[b, p, i], ext[b, p, i], factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3]
+            loss[lb, p, i] = _apply_extras_factors(
+                loss[lb, p, i], ext[lb, p, i], factors[i, 0], factors[i, 1], factors[i, 2], factors[i, 3]
             )
 
 
@@ -164,7 +174,7 @@ def _apply_profile(rules, terms, r0, r1, out, inp, e):
 
 @njit(cache=True, error_model="numpy", nogil=True)
 def _levels(
-    loss, ext, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
+    loss, ext, loc, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
     level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
     defer_top, top_factor,
@@ -202,17 +212,19 @@ def _levels(
             if not node_active[k]:
                 continue
             s = slot[k]
+            ls = loc[s]
             P = profile_len[k]
             if P == 1 and not with_extras and not cross_layer[k] and not (allocation_rule == 1 and top):
                 # the common node (one layer, no extras): steps 1 and 2 below with index loops, no views
                 if own_slot[k]:
                     for i in range(n_cols):
-                        loss[s, 0, i] = 0.0
+                        loss[ls, 0, i] = 0.0
                     for jc in range(children_ptr[k], children_ptr[k + 1]):
                         c = children[jc]
                         if active[c]:
+                            lc = loc[c]
                             for i in range(n_cols):
-                                loss[s, 0, i] += loss[c, 0, i]
+                                loss[ls, 0, i] += loss[lc, 0, i]
                     n_layers[s] = 1
                 b0, b1 = slot_base_ptr[s], slot_base_ptr[s + 1]
                 scales = allocation_rule == 2 and b1 - b0 > 1
@@ -221,7 +233,7 @@ def _levels(
                     if scales and defer_top and top:
                         top_factor[k - top0, 0, :] = 1.0
                     continue
-                row = loss[s, 0]
+                row = loss[ls, 0]
                 for r in range(r0, r1):
                     if not apply_rule(rules[r], terms[r], out, row, s_ded, s_over, s_under):
                         raise ValueError("unknown calcrule id in prepared FM profile")
@@ -232,10 +244,11 @@ def _levels(
                     for jb in range(b0, b1):
                         b = slot_base[jb]
                         if active[b]:
+                            lb = loc[b]
                             for i in range(n_cols):
-                                loss[b, 0, i] *= factor[i]
+                                loss[lb, 0, i] *= factor[i]
                 for i in range(n_cols):
-                    loss[s, 0, i] = out[i]
+                    loss[ls, 0, i] = out[i]
                 continue
 
             kids = children[children_ptr[k]:children_ptr[k + 1]]
@@ -243,41 +256,42 @@ def _levels(
 
             # 1. bring the node's loss (and extras) into slot s, one row per layer
             if kids.shape[0] == 0:
-                _materialise(loss, ext, n_layers, s, P, with_extras, False)
+                _materialise(loss, ext, loc, n_layers, s, P, with_extras, False)
             elif own_slot[k]:
                 for p in range(P):
                     for i in range(n_cols):
-                        loss[s, p, i] = 0.0
+                        loss[ls, p, i] = 0.0
                     if with_extras:
-                        ext[s, p, :, :] = 0.0
+                        ext[ls, p, :, :] = 0.0
                     for c in kids:
                         if not active[c]:
                             continue
                         if p == 1 and n_layers[c] <= 1:
                             cb = slot_base[slot_base_ptr[c]:slot_base_ptr[c + 1]]
                             if with_extras:
-                                _split_items(loss, ext, n_layers, cb, P, active)
+                                _split_items(loss, ext, loc, n_layers, cb, P, active)
                             else:
-                                _split_items_loss(loss, n_layers, cb, P, active)
+                                _split_items_loss(loss, loc, n_layers, cb, P, active)
                         q = p if p < n_layers[c] else 0
+                        lc = loc[c]
                         for i in range(n_cols):
-                            loss[s, p, i] += loss[c, q, i]
+                            loss[ls, p, i] += loss[lc, q, i]
                         if with_extras:
-                            ext[s, p, :, :] += ext[c, q, :, :]
+                            ext[ls, p, :, :] += ext[lc, q, :, :]
                     if with_extras:
-                        pre[p] = ext[s, p]
+                        pre[p] = ext[ls, p]
                 n_layers[s] = P
             else:
                 if P > 1 and n_layers[s] < P:
-                    _materialise(loss, ext, n_layers, s, P, with_extras, True)
+                    _materialise(loss, ext, loc, n_layers, s, P, with_extras, True)
                     if base.shape[0] > 1:
                         if with_extras:
-                            _split_items(loss, ext, n_layers, base, P, active)
+                            _split_items(loss, ext, loc, n_layers, base, P, active)
                         else:
-                            _split_items_loss(loss, n_layers, base, P, active)
+                            _split_items_loss(loss, loc, n_layers, base, P, active)
                 if with_extras and base.shape[0] > 1:
                     for p in range(P):
-                        pre[p] = ext[s, p]
+                        pre[p] = ext[ls, p]
 
             realloc_to_items = allocation_rule == 2 and base.shape[0] > 1
             deferred = realloc_to_items and defer_top and lv == n_levels - 1
@@ -293,9 +307,9 @@ def _levels(
                     merged_post[:, :] = 0.0
                     for q in range(L):
                         qq = q if q < n_layers[s] else 0
-                        merged_in += loss[s, qq, :]
+                        merged_in += loss[ls, qq, :]
                         if with_extras:
-                            merged_post += ext[s, qq, :, :]
+                            merged_post += ext[ls, qq, :, :]
                     merged_pre[:, :] = merged_post
                     e = merged_post if with_extras else scratch
                     _apply_profile(rules, terms, r0, r1, out, merged_in, e)
@@ -303,52 +317,53 @@ def _levels(
                         if with_extras:
                             fl, fd, fo, fu = _extras_factors(merged_in, out, merged_post, merged_pre, i)
                             for q in range(L):
-                                layer_out[q, i] = _apply_extras_factors(loss[s, q, i], ext[s, q, i], fl, fd, fo, fu)
+                                layer_out[q, i] = _apply_extras_factors(loss[ls, q, i], ext[ls, q, i], fl, fd, fo, fu)
                         else:
                             f = out[i] / merged_in[i] if out[i] != 0 else 0.0
                             for q in range(L):
-                                layer_out[q, i] = loss[s, q, i] * f
+                                layer_out[q, i] = loss[ls, q, i] * f
                     for p in range(P):
                         if deferred:
-                            _alloc_factor(top_factor[k - top0, p], loss[s, p], layer_out[p])
+                            _alloc_factor(top_factor[k - top0, p], loss[ls, p], layer_out[p])
                         elif realloc_to_items:
                             if with_extras:
-                                _back_alloc_extras(loss, ext, base, p, loss[s, p], layer_out[p], ext[s, p], pre[p],
-                                                   active, factors)
+                                _back_alloc_extras(loss, ext, loc, base, p, loss[ls, p], layer_out[p], ext[ls, p],
+                                                   pre[p], active, factors)
                             else:
-                                _back_alloc(loss, base, p, loss[s, p], layer_out[p], active, factor)
-                        loss[s, p, :] = layer_out[p]
+                                _back_alloc(loss, loc, base, p, loss[ls, p], layer_out[p], active, factor)
+                        loss[ls, p, :] = layer_out[p]
             else:
                 for p in range(P):
                     r0, r1 = prof_rows[prof_ptr[k] + p, 0], prof_rows[prof_ptr[k] + p, 1]
                     if r1 <= r0:
                         continue
-                    e = ext[s, p] if with_extras else scratch
-                    _apply_profile(rules, terms, r0, r1, out, loss[s, p], e)
+                    e = ext[ls, p] if with_extras else scratch
+                    _apply_profile(rules, terms, r0, r1, out, loss[ls, p], e)
                     if deferred:
-                        _alloc_factor(top_factor[k - top0, p], loss[s, p], out)
+                        _alloc_factor(top_factor[k - top0, p], loss[ls, p], out)
                     elif realloc_to_items:
                         if with_extras:
-                            _back_alloc_extras(loss, ext, base, p, loss[s, p], out, ext[s, p], pre[p], active, factors)
+                            _back_alloc_extras(loss, ext, loc, base, p, loss[ls, p], out, ext[ls, p], pre[p], active,
+                                               factors)
                         else:
-                            _back_alloc(loss, base, p, loss[s, p], out, active, factor)
+                            _back_alloc(loss, loc, base, p, loss[ls, p], out, active, factor)
                     for i in range(n_cols):
-                        loss[s, p, i] = out[i]
+                        loss[ls, p, i] = out[i]
 
             # 3. allocation rule 1: at the top, items get their share of the top loss pro rata to ground up
             if allocation_rule == 1 and lv == n_levels - 1 and base.shape[0] > 1:
-                _split_items_loss(loss, n_layers, base, P, active)
+                _split_items_loss(loss, loc, n_layers, base, P, active)
                 for i in range(n_cols):
                     total = 0.0
                     for b in base:
                         if active[b]:
                             total += inp[rec_of[b], in_cols[i]]
                     for p in range(P):
-                        v = loss[s, p, i]
+                        v = loss[ls, p, i]
                         f = v / total if v != 0 else 0.0
                         for b in base:
                             if active[b]:
-                                loss[b, p, i] = inp[rec_of[b], in_cols[i]] * f
+                                loss[loc[b], p, i] = inp[rec_of[b], in_cols[i]] * f
 
     # 4. net of the layers (reinsurance): each layer's net is what is left after it
     if net:
@@ -356,13 +371,15 @@ def _levels(
             s = slot[k]
             if not active[s]:
                 continue
-            _split_items_loss(loss, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k], active)
+            ls = loc[s]
+            _split_items_loss(loss, loc, n_layers, slot_base[slot_base_ptr[s]:slot_base_ptr[s + 1]], layer_len[k],
+                              active)
             for i in range(n_cols):
                 prev = inp[rec_of[s], in_cols[i]]
                 for q in range(layer_len[k]):
-                    v = prev - loss[s, q, i]
+                    v = prev - loss[ls, q, i]
                     v = v if v > 0 else 0.0
-                    loss[s, q, i] = v
+                    loss[ls, q, i] = v
                     prev = v
 
 
@@ -383,8 +400,9 @@ def _compute(
     node_active = np.ones(slot.shape[0], dtype=np.bool_)
     rec_of = np.arange(n_items)
     in_cols = np.arange(n_cols)
+    loc = np.arange(n_slots)   # every slot is active: the work space has a row per slot of the plan
     loss[:n_items, 0, :] = inp
-    _levels(loss, ext, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
+    _levels(loss, ext, loc, n_layers, active, node_active, inp, rec_of, in_cols, allocation_rule, net, with_extras,
             level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
             slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
             False, np.empty((0, max_layers, n_cols)))
@@ -397,20 +415,23 @@ def _compute(
 
 
 @njit(cache=True, nogil=True)
-def _mark_event(item_rows, active, node_active, start_nodes, slot, own_slot, kid_of_ptr, kid_of, stack):
+def _mark_event(item_rows, active, node_active, start_nodes, slot, own_slot, kid_of_ptr, kid_of, stack, loc):
     """Mark the given item rows and every node (and node slot) above them; work is proportional to those.
 
     ``active`` and ``node_active`` must be all False on entry. A node is active when one of its
     children slots is; a node that owns its slot makes that slot active (which in turn
-    activates the nodes having it as a child). Returns the number of active nodes.
+    activates the nodes having it as a child). Active slots get the work-space rows 0, 1, ...
+    in ``loc[slot]`` (the others keep stale values and must not be read). Returns the number of
+    active slots.
     """
     n = 0
-    n_nodes = 0
+    n_slots = 0
     for r in item_rows:
         if not active[r]:
             active[r] = True
+            loc[r] = n_slots
+            n_slots += 1
             node_active[start_nodes[r]] = True
-            n_nodes += 1
             stack[n] = r
             n += 1
     while n > 0:
@@ -420,33 +441,37 @@ def _mark_event(item_rows, active, node_active, start_nodes, slot, own_slot, kid
             k = kid_of[j]
             if not node_active[k]:
                 node_active[k] = True
-                n_nodes += 1
                 if own_slot[k]:
                     s = slot[k]
                     if not active[s]:
                         active[s] = True
+                        loc[s] = n_slots
+                        n_slots += 1
                         stack[n] = s
                         n += 1
-    return n_nodes
+    return n_slots
 
 
 @njit(cache=True, nogil=True)
 def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, kid_of_ptr, kid_of, out_node):
-    """Number of outputs that carry loss in each event (outputs above at least one hit item)."""
+    """Per event: the outputs that carry loss (those above at least one hit item), and the slots it
+    touches (the work-space rows it needs)."""
     n_events = event_ptr.shape[0] - 1
     counts = np.zeros(n_events, dtype=np.int64)
+    rows = np.zeros(n_events, dtype=np.int64)
     active = np.zeros(n_slots, dtype=np.bool_)
     node_active = np.zeros(slot.shape[0], dtype=np.bool_)
     stack = np.empty(n_slots, dtype=np.int64)
+    loc = np.empty(n_slots, dtype=np.int64)
     for e in range(n_events):
         active[:] = False
         node_active[:] = False
-        _mark_event(item_row[event_ptr[e]:event_ptr[e + 1]], active, node_active, start_nodes, slot, own_slot,
-                    kid_of_ptr, kid_of, stack)
+        rows[e] = _mark_event(item_row[event_ptr[e]:event_ptr[e + 1]], active, node_active, start_nodes, slot,
+                              own_slot, kid_of_ptr, kid_of, stack, loc)
         for o in range(out_node.shape[0]):
             if node_active[out_node[o]]:
                 counts[e] += 1
-    return counts
+    return counts, rows
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -459,9 +484,12 @@ def _compute_events(
 ):
     """Sparse run of events e0..e1-1: only the hit items and the nodes above them are computed.
 
-    ``loss[n_slots, max_layers, n_cols]`` and ``ext`` (``[n_slots, max_layers, n_cols, 3]`` with
-    extras) are work space; their content on entry is never read: every value an event reads
-    was written by that event (items' rows from ``losses``, node slots zeroed and summed).
+    ``loss[n_rows, max_layers, n_cols]`` and ``ext`` (``[n_rows, max_layers, n_cols, 3]`` with
+    extras) are work space with a row for each slot an event touches: ``_mark_event`` numbers the
+    event's active slots 0, 1, ... in ``loc[slot]``, so ``n_rows`` is the most any event of the range
+    touches (``_count_outputs``), not the plan's slot count. Their content on entry is never read:
+    every value an event reads was written by that event (items' rows from ``losses``, node slots
+    zeroed and summed).
     The FM's column ``i`` is ``losses[:, in_cols[i]]`` and goes to ``out_losses[:, out_cols[i]]``.
     With ``defer_top`` the top level's back-allocation, the net of the layers and the output
     records are one pass (``_fused_outputs``; ``top_of[item]``: the item's top node or -1).
@@ -475,27 +503,29 @@ def _compute_events(
     active = np.zeros(n_slots, dtype=np.bool_)
     node_active = np.zeros(slot.shape[0], dtype=np.bool_)
     stack = np.empty(n_slots, dtype=np.int64)
+    loc = np.zeros(n_slots, dtype=np.int64)
     rec_of = np.zeros(n_items, dtype=np.int64)
     for e in range(e0, e1):
         active[:] = False
         node_active[:] = False
         _mark_event(item_row[event_ptr[e]:event_ptr[e + 1]], active, node_active, start_nodes, slot, own_slot,
-                    kid_of_ptr, kid_of, stack)
+                    kid_of_ptr, kid_of, stack, loc)
         for rec in range(event_ptr[e], event_ptr[e + 1]):
             r = item_row[rec]
             n_layers[r] = 1
             rec_of[r] = rec
+            lr = loc[r]
             for i in range(n_cols):
-                loss[r, 0, i] = losses[rec, in_cols[i]]
+                loss[lr, 0, i] = losses[rec, in_cols[i]]
             if with_extras:
-                ext[r, :, :, :] = 0.0
-        _levels(loss, ext, n_layers, active, node_active, losses, rec_of, in_cols, allocation_rule,
+                ext[lr, :, :, :] = 0.0
+        _levels(loss, ext, loc, n_layers, active, node_active, losses, rec_of, in_cols, allocation_rule,
                 net and not defer_top, with_extras,
                 level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
                 slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
                 defer_top, top_factor)
         if defer_top:
-            _fused_outputs(out_ptr[e], loss, n_layers, node_active, losses, rec_of, in_cols, net, slot, layer_len,
+            _fused_outputs(out_ptr[e], loss, loc, n_layers, node_active, losses, rec_of, in_cols, net, slot, layer_len,
                            profile_len, top0, top_of, top_factor, out_node, out_layer, out_index, out_losses, out_cols)
             continue
         w = out_ptr[e]
@@ -504,13 +534,14 @@ def _compute_events(
                 s = slot[out_node[o]]
                 q = out_layer[o] if out_layer[o] < n_layers[s] else 0
                 out_index[w] = o
+                ls = loc[s]
                 for i in range(n_cols):
-                    out_losses[w, out_cols[i]] = loss[s, q, i]
+                    out_losses[w, out_cols[i]] = loss[ls, q, i]
                 w += 1
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _fused_outputs(w, loss, n_layers, node_active, inp, rec_of, in_cols, net, slot, layer_len, profile_len,
+def _fused_outputs(w, loss, loc, n_layers, node_active, inp, rec_of, in_cols, net, slot, layer_len, profile_len,
                    top0, top_of, top_factor, out_node, out_layer, out_index, out_losses, out_cols):
     """Output records of one event whose top level deferred its back-allocation (``_levels``).
 
@@ -525,6 +556,7 @@ def _fused_outputs(w, loss, n_layers, node_active, inp, rec_of, in_cols, net, sl
         if not node_active[k]:
             continue
         s = slot[k]
+        ls = loc[s]
         t = top_of[s]
         scaled = profile_len[top0 + t] if t >= 0 else 0   # layers the top node scaled
         nl = n_layers[s]
@@ -538,25 +570,25 @@ def _fused_outputs(w, loss, n_layers, node_active, inp, rec_of, in_cols, net, sl
                 prev = inp[rec_of[s], in_cols[i]]
                 for qq in range(q + 1):
                     src = qq if qq < nl else 0
-                    v = loss[s, src, i] * top_factor[t, src, i] if src < scaled else loss[s, src, i]
+                    v = loss[ls, src, i] * top_factor[t, src, i] if src < scaled else loss[ls, src, i]
                     v = prev - v
                     prev = v if v > 0 else 0.0
                 out_losses[w, out_cols[i]] = prev
             else:
-                out_losses[w, out_cols[i]] = loss[s, q, i] * top_factor[t, q, i] if q < scaled else loss[s, q, i]
+                out_losses[w, out_cols[i]] = loss[ls, q, i] * top_factor[t, q, i] if q < scaled else loss[ls, q, i]
         w += 1
     return w
 
 
 @njit(cache=True)
-def _split_items_loss(loss, n_layers, base, want, active):
+def _split_items_loss(loss, loc, n_layers, base, want, active):
     """As ``_split_items`` for runs that carry no extras."""
     for b in base:
         if not active[b]:
             continue
         if n_layers[b] < want:
             for q in range(n_layers[b], want):
-                loss[b, q, :] = loss[b, 0, :]
+                loss[loc[b], q, :] = loss[loc[b], 0, :]
             n_layers[b] = want
 
 
@@ -726,20 +758,21 @@ def run_fm(
 # FM work space of one event range: beyond it, run_fm_events computes the columns in blocks. Each
 # block walks the events again, and the walk (node metadata read from memory) costs about as much
 # as 10 columns: 64 MiB blocks made PiWind x8 at 100 samples 3x slower. So the bound is a safety
-# valve for many samples on large plans (1,000 samples on PiWind x8's reinsurance plan would need
-# 7.4 GiB per range), not a setting to tune memory down at 100 samples.
+# valve for many samples on large events (1,000 samples on PiWind x8's largest event would need
+# 4.7 GiB in its reinsurance pass), not a setting to tune memory down at 100 samples.
 WORK_BYTES = 2**30
 
 
-def column_blocks(n_cols: int, plan: FMPlan, column_block: int | None = None) -> np.ndarray:
+def column_blocks(n_cols: int, plan: FMPlan, column_block: int | None = None, rows: int | None = None) -> np.ndarray:
     """Bounds (int64[n_blocks + 1]) of the column blocks ``run_fm_events`` computes one after the other.
 
     ``column_block`` columns at a time, or by default as many as keep the work space (a row of
-    ``max_layers`` layers per slot, four with extras) within ``WORK_BYTES``, and at least 8.
-    Blocks have near-equal widths.
+    ``max_layers`` layers per slot an event touches, four with extras; ``rows`` slots, by default
+    all of the plan's) within ``WORK_BYTES``, and at least 8. Blocks have near-equal widths.
     """
     if column_block is None:
-        per_column = 8 * plan.n_slots * plan.max_layers * (4 if plan.needs_extras else 1)
+        rows = plan.n_slots if rows is None else rows
+        per_column = 8 * rows * plan.max_layers * (4 if plan.needs_extras else 1)
         column_block = max(8, WORK_BYTES // max(per_column, 1))
     elif column_block < 1:
         raise ValueError(f"column_block {column_block}: give a positive number of columns (or None)")
@@ -820,8 +853,8 @@ def run_fm_events(
     kid_of_ptr, kid_of = slot_parents(plan)
     top_of = top_items(plan) if fuse_top else None
     n_events = event_ptr.shape[0] - 1
-    counts = _count_outputs(event_ptr, item_row, plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
-                            kid_of_ptr, kid_of, plan.out_node)
+    counts, rows = _count_outputs(event_ptr, item_row, plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
+                                  kid_of_ptr, kid_of, plan.out_node)
     out_ptr = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(counts, out=out_ptr[1:])
     out_index = np.empty(out_ptr[-1], dtype=np.int64)
@@ -831,20 +864,23 @@ def run_fm_events(
     targets = np.linspace(0, event_ptr[-1], workers + 1)[1:-1]
     bounds = np.concatenate(([0], np.searchsorted(event_ptr, targets, side="left"), [n_events])).astype(np.int64)
 
-    col_bounds = column_blocks(n_cols, plan, column_block)
+    # work space: a row per slot the range's busiest event touches (a share of the plan's slots)
+    range_rows = [int(rows[bounds[w]:bounds[w + 1]].max(initial=0)) for w in range(workers)]
+    col_bounds = column_blocks(n_cols, plan, column_block, rows=max(range_rows, default=0))
     widest = int(np.diff(col_bounds).max())   # 0 without columns (bounds [0, 0])
-    ext_slots = plan.n_slots if plan.needs_extras else 1
 
     def one_range(w: int) -> None:
         if bounds[w + 1] <= bounds[w]:
             return
-        loss_buf = _take_work(plan.n_slots * plan.max_layers * widest)
-        ext_buf = _take_work(ext_slots * plan.max_layers * widest * 3)
+        n_rows = max(1, range_rows[w])
+        ext_rows = n_rows if plan.needs_extras else 1
+        loss_buf = _take_work(n_rows * plan.max_layers * widest)
+        ext_buf = _take_work(ext_rows * plan.max_layers * widest * 3)
         try:
             for c0, c1 in zip(col_bounds[:-1], col_bounds[1:], strict=True):
                 width = int(c1 - c0)
-                loss = loss_buf[:plan.n_slots * plan.max_layers * width].reshape(plan.n_slots, plan.max_layers, width)
-                ext = ext_buf[:ext_slots * plan.max_layers * width * 3].reshape(ext_slots, plan.max_layers, width, 3)
+                loss = loss_buf[:n_rows * plan.max_layers * width].reshape(n_rows, plan.max_layers, width)
+                ext = ext_buf[:ext_rows * plan.max_layers * width * 3].reshape(ext_rows, plan.max_layers, width, 3)
                 _compute_range(w, in_cols[c0:c1], out_cols[c0:c1], loss, ext)
         finally:
             _give_work(loss_buf, ext_buf)

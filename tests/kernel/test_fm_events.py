@@ -112,8 +112,45 @@ def test_column_blocks_bound_the_work_space() -> None:
     assert bounds[0] == 0 and bounds[-1] == 1003 and widths.min() >= 8 and widths.shape[0] == 7
     assert widths.max() * 8 * big.n_slots <= WORK_BYTES
     assert widths.max() - widths.min() <= 1
+    # sized by the rows the busiest event touches (200,000 of the 921,713 slots): 2 blocks, not 7
+    np.testing.assert_array_equal(column_blocks(1003, big, rows=200_000), [0, 502, 1003])
     small = SimpleNamespace(n_slots=100, max_layers=2, needs_extras=True)
     np.testing.assert_array_equal(column_blocks(103, small), [0, 103])
     np.testing.assert_array_equal(column_blocks(10, small, column_block=4), [0, 3, 7, 10])
     with pytest.raises(ValueError, match="positive number of columns"):
         column_blocks(10, small, column_block=0)
+
+
+def _touched_slots(plan, items: np.ndarray) -> set[int]:
+    """Slow twin of ``_mark_event``'s slot count: the item slots, then the slot of every node reading a
+    touched slot that owns one (a node sharing its only child's slot adds none: its parents list that slot)."""
+    from perilflow.kernel.fm.compute import slot_parents
+
+    kid_of_ptr, kid_of = slot_parents(plan)
+    seen, todo = set(), [int(r) for r in items]
+    while todo:
+        s = todo.pop()
+        if s in seen:
+            continue
+        seen.add(s)
+        todo += [int(plan.slot[k]) for k in kid_of[kid_of_ptr[s]:kid_of_ptr[s + 1]].tolist() if plan.own_slot[k]]
+    return seen
+
+
+@pytest.mark.reference
+def test_the_work_space_has_a_row_per_slot_an_event_touches() -> None:
+    """run_fm_events' work space is sized by the slots each event touches, not by the plan's slots."""
+    from perilflow.kernel.fm.compute import _count_outputs, slot_parents
+
+    folder = suite_dir("reinsurance1/expected")
+    rng = np.random.default_rng(7)
+    for plan in (load_plan(folder, 2), load_plan(read_ri_layers(folder)[0].directory, 3, with_items=False)):
+        hits, event_ptr, item_row, _ = random_events(rng, plan.n_items, 8, 1)
+        kid_of_ptr, kid_of = slot_parents(plan)
+        _, rows = _count_outputs(event_ptr, item_row, plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
+                                 kid_of_ptr, kid_of, plan.out_node)
+        assert rows.tolist() == [len(_touched_slots(plan, h)) for h in hits]
+        one = np.array([0, 1], dtype=np.int64)
+        _, (single,) = _count_outputs(one, item_row[:1], plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
+                                      kid_of_ptr, kid_of, plan.out_node)
+        assert single < plan.n_slots   # one item touches its own path up the tree only
