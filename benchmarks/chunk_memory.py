@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         blocks.append({"block": b, "events": int(ids.shape[0]), "records": records,
                        "record_arrays_mib": round(arrays / MIB), "fm_work_pooled_mib": round(pooled / MIB),
                        "rss_after_mib": round(_status("VmRSS")), "hwm_mib": round(_status("VmHWM"))})
+    shutil.rmtree(stage, ignore_errors=True)   # the partial results are not needed, only the memory figures
     figures["seconds"] = round(time.perf_counter() - start, 1)
     figures["blocks"] = len(blocks)
     figures["peak_mib"] = round(_status("VmHWM"))
