@@ -124,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_at_end": os.getloadavg(),
         "machine": machine(),
     }
-    print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2))
+    emit(report, args.out)
     return 0
+
+
+def emit(report: dict, out: Path | None) -> None:
+    """Print ``report`` as JSON, and write it to ``out`` too when given."""
+    print(json.dumps(report, indent=2))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

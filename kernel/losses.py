@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -235,17 +236,20 @@ def _fm_column_map(n_fm_columns: int) -> np.ndarray:
 
 
 def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int,
-                          block_bytes: int | None = None) -> Path:
+                          block_bytes: int | None = None, *, run: _Run | None = None,
+                          on_block: Callable[[int, np.ndarray, dict], None] | None = None) -> Path:
     """Compute events ``chunk_index`` of ``n_chunks`` and write their partial results; returns the work folder.
 
     ``block_bytes`` overrides the run's budget of loss records held at once (e.g. a share of it for
     each of several chunk processes running side by side); the outputs do not depend on it.
+    ``run`` is ``run_dir`` already loaded, and ``on_block(b, event_ids, records)`` is called after each
+    block's partial results are written, while its records are still held (``benchmarks.chunk_memory``).
     """
     from perilflow.kernel.fm.compute import release_work_space
     from perilflow.kernel.outputs import accumulate_chunk
 
     run_dir = Path(run_dir)
-    run = _Run(run_dir)
+    run = run or _Run(run_dir)
     if block_bytes is not None:
         if block_bytes < 1:
             raise ValueError(f"block_bytes {block_bytes}: give a positive number of bytes")
@@ -256,11 +260,15 @@ def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for b, ids in enumerate(run.event_blocks(events)):
-        for perspective, (ptr, rec_ids, losses) in run.block(ids).items():
+        records = run.block(ids)
+        for perspective, (ptr, rec_ids, losses) in records.items():
             if perspective in run.specs:
                 # partial results are summarised per block, so a chunk never holds more than a block of records
                 accumulate_chunk(run.specs[perspective], run.static, ids, ptr, rec_ids, losses,
                                  staging / perspective / f"block-{b:06d}")
+        if on_block is not None:
+            on_block(b, ids, records)
+        del records
     release_work_space()
     shutil.rmtree(work, ignore_errors=True)
     staging.rename(work)
