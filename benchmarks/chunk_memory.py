@@ -11,8 +11,9 @@ watching each block through its ``on_block`` hook, and reports the resident memo
 
 * ``imports``: Python, numpy, numba and the kernel modules;
 * ``run``: plus the model data, items and FM plans (``_Run``);
-* per event block: records of each perspective, the FM work space kept between blocks,
-  and RSS after the block; the block where the peak was reached;
+* per event block: records of each perspective (the block computes them one after the other and
+  holds at most two at once), the FM work space kept between blocks, and RSS after the block;
+  the block where the peak was reached;
 * ``peak``: VmHWM at the end.
 
 Memory figures do not depend on how busy the machine is, so this can run beside other work
@@ -69,10 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     figures["run_mib"] = round(_status("VmRSS"))
     blocks = []
 
-    def on_block(b: int, ids, records: dict) -> None:
+    def on_block(b: int, ids, sizes: dict) -> None:
         blocks.append({"block": b, "events": int(ids.shape[0]),
-                       "records": {p: int(r[1].shape[0]) for p, r in records.items()},
-                       "record_arrays_mib": round(sum(a.nbytes for r in records.values() for a in r) / MIB),
+                       "records": {p: n for p, (n, _) in sizes.items()},
+                       "record_arrays_mib": round(sum(nbytes for _, nbytes in sizes.values()) / MIB),
                        "fm_work_pooled_mib": round(kept_work_space() / MIB),
                        "rss_after_mib": round(_status("VmRSS")), "hwm_mib": round(_status("VmHWM"))})
 

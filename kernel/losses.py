@@ -32,6 +32,11 @@ RUN_SETTINGS = "run_settings.json"
 SPECIALS = 5
 #: the FM carries max loss (-5), TIV (-3), mean (-1) and the samples; -4 and -2 are not FM quantities
 FM_COLUMNS_OF_GUL = (0, 2, 4)
+#: loss records are float32, the reference's stream type: ground-up losses are float32 values, and each
+#: FM pass computes in float64 and rounds its outputs once, as the reference's next pass (and every
+#: summary) reads them. Half of float64's memory: on PiWind x8 at 100 samples a block of its largest
+#: event holds 0.3 GB of insured and reinsurance records instead of 0.6 GB.
+RECORD_DTYPE = np.float32
 
 _INPUT_FILES = ("items", "coverages", "correlations", "fm_programme", "fm_policytc", "fm_profile", "fm_profile_step",
                 "fm_xref", "gul_summary_map", "fm_summary_map")
@@ -179,54 +184,73 @@ class _Run:
     def event_blocks(self, events: np.ndarray):
         """Blocks of whole events holding at most ``settings.block_bytes`` of loss records.
 
-        A record takes 8 x (5 + N) bytes in each of the few arrays a block passes through
-        (ground up, FM input, insured, reinsurance), so the block's record budget bounds memory
-        whatever the portfolio size or number of samples.
+        A record takes 4 x (5 + N) bytes (float32) in each of the few arrays a block passes
+        through (ground up, FM input, insured, reinsurance), so the block's record budget bounds
+        memory whatever the portfolio size or number of samples.
         """
         from perilflow.kernel.gul.run import split_events
 
         s = self.settings
-        max_records = max(1, s.block_bytes // (8 * (SPECIALS + s.number_of_samples) * 5))
+        record = np.dtype(RECORD_DTYPE).itemsize * (SPECIALS + s.number_of_samples)
+        max_records = max(1, s.block_bytes // (record * 5))
         window = max(1, s.event_block)
         for start in range(0, events.shape[0], window):
             for ids in split_events(self.model, self.items, events[start:start + window], max_records):
                 yield ids.astype(np.int32)
 
     def block(self, event_ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Losses of one event block per perspective: (event_ptr, ids, losses[:, 5 + N])."""
+        """Losses of one event block per perspective: (event_ptr, ids, losses[:, 5 + N]), all held at once."""
+        return dict(self.perspectives(event_ids))
+
+    def perspectives(self, event_ids: np.ndarray, threads: int | None = None):
+        """Losses of one event block, one perspective after the other: ground up, insured, reinsurance.
+
+        Yields ``(name, (event_ptr, ids, losses[:, 5 + N]))``. Each perspective is computed from the
+        one before, and this generator lets go of a perspective's records as soon as the next one
+        is computed: a caller that drops what it got before asking for the next holds at most two
+        perspectives' records at once (a block of PiWind x8's largest event at 100 samples: 0.3 GB
+        of insured and reinsurance records, not 0.4 GB with the ground-up ones as well).
+        """
         from perilflow.kernel.gul.run import sample_event_block
 
         s = self.settings
         event_ptr, item_row, gul = sample_event_block(
             self.model, self.items, None, event_ids, s.number_of_samples, alloc_rule=s.gul_alloc_rule,
             effective_damageability=s.effective_damageability, random_generator=s.random_generator,
-            gul_threshold=s.gul_threshold, seed=s.seed)
-        out = {"gul": (event_ptr, self.item_ids[item_row], gul)}
-        out.update(self.fm_passes(event_ptr, item_row, gul))
-        return out
+            gul_threshold=s.gul_threshold, seed=s.seed, dtype=RECORD_DTYPE)
+        yield "gul", (event_ptr, self.item_ids[item_row], gul)
+        passes = self._fm(event_ptr, item_row, gul, threads)
+        del event_ptr, item_row, gul   # the passes own the ground-up records now
+        yield from passes
 
     def fm_passes(self, event_ptr: np.ndarray, item_row: np.ndarray, gul: np.ndarray,
                   threads: int | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The insured FM and the reinsurance passes of one block of ground-up records (none without IL)."""
+        return dict(self._fm(event_ptr, item_row, gul, threads))
+
+    def _fm(self, ptr: np.ndarray, rows: np.ndarray, losses: np.ndarray, threads: int | None):
+        """Yield the insured records, then those of the last reinsurance pass; each pass reads the one
+        before, whose records are let go (rebound) as soon as the pass returns."""
         from perilflow.kernel.fm.compute import run_fm_events
 
-        out: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         if self.il_plan is None:
-            return out
+            return
         # the FM computes columns [-5, -3, -1, samples] of the records, read and written in place
-        cols = _fm_column_map(gul.shape[1] - SPECIALS + len(FM_COLUMNS_OF_GUL))
-        width = gul.shape[1]
-        ptr, index, losses = run_fm_events(self.il_plan, event_ptr, item_row, gul, columns=cols, out_columns=cols,
-                                           out_width=width, threads=threads)
-        ids = self.il_plan.output_id[index].astype(np.int64)
-        out["il"] = (ptr, ids, losses)
-        for plan in self.ri_plans:
-            ptr, index, losses = run_fm_events(plan, ptr, ids - 1, losses, net=True, columns=cols, out_columns=cols,
-                                               out_width=width, threads=threads)
+        cols = _fm_column_map(losses.shape[1] - SPECIALS + len(FM_COLUMNS_OF_GUL))
+        width = losses.shape[1]
+        for k, plan in enumerate([self.il_plan, *self.ri_plans]):
+            # the FM's work space gets the block's record budget too: wider blocks of events' columns
+            # cost memory, narrower ones time (see compute.WORK_BYTES)
+            ptr, index, losses = run_fm_events(plan, ptr, rows, losses, net=k > 0, columns=cols, out_columns=cols,
+                                               out_width=width, threads=threads, work_bytes=self.settings.block_bytes)
             ids = plan.output_id[index].astype(np.int64)
-        if self.ri_plans:
-            out["ri"] = (ptr, ids, losses)
-        return out
+            rows = ids - 1   # the next pass's items are this one's outputs
+            del index
+            if k == 0:
+                yield "il", (ptr, ids, losses)
+            elif k == len(self.ri_plans):
+                yield "ri", (ptr, ids, losses)
+            del ids
 
 
 def _fm_column_map(n_fm_columns: int) -> np.ndarray:
@@ -237,19 +261,23 @@ def _fm_column_map(n_fm_columns: int) -> np.ndarray:
 
 def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks: int,
                           block_bytes: int | None = None, *, run: _Run | None = None,
-                          on_block: Callable[[int, np.ndarray, dict], None] | None = None) -> Path:
+                          on_block: Callable[[int, np.ndarray, dict[str, tuple[int, int]]], None] | None = None,
+                          ) -> Path:
     """Compute events ``chunk_index`` of ``n_chunks`` and write their partial results; returns the work folder.
 
     ``block_bytes`` overrides the run's budget of loss records held at once (e.g. a share of it for
     each of several chunk processes running side by side); the outputs do not depend on it.
-    ``run`` is ``run_dir`` already loaded, and ``on_block(b, event_ids, records)`` is called after each
-    block's partial results are written, while its records are still held (``benchmarks.chunk_memory``).
+    ``run`` is ``run_dir`` already loaded, and ``on_block(b, event_ids, sizes)`` is called after each
+    block's partial results are written, with the records and bytes of each perspective
+    (``benchmarks.chunk_memory``).
     """
     from perilflow.kernel.fm.compute import release_work_space
+    from perilflow.kernel.memory import release_free_memory
     from perilflow.kernel.outputs import accumulate_chunk
 
     run_dir = Path(run_dir)
     run = run or _Run(run_dir)
+    release_free_memory()   # what reading the inputs and building the plans left free (see kernel.memory)
     if block_bytes is not None:
         if block_bytes < 1:
             raise ValueError(f"block_bytes {block_bytes}: give a positive number of bytes")
@@ -260,15 +288,17 @@ def generate_losses_chunk(run_dir: str | os.PathLike, chunk_index: int, n_chunks
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for b, ids in enumerate(run.event_blocks(events)):
-        records = run.block(ids)
-        for perspective, (ptr, rec_ids, losses) in records.items():
+        sizes: dict[str, tuple[int, int]] = {}
+        for perspective, records in run.perspectives(ids):
+            ptr, rec_ids, losses = records
             if perspective in run.specs:
                 # partial results are summarised per block, so a chunk never holds more than a block of records
                 accumulate_chunk(run.specs[perspective], run.static, ids, ptr, rec_ids, losses,
                                  staging / perspective / f"block-{b:06d}")
+            sizes[perspective] = (losses.shape[0], sum(a.nbytes for a in records))
+            del records, ptr, rec_ids, losses   # before the next perspective is computed (see _Run.perspectives)
         if on_block is not None:
-            on_block(b, ids, records)
-        del records
+            on_block(b, ids, sizes)
     release_work_space()
     shutil.rmtree(work, ignore_errors=True)
     staging.rename(work)

@@ -20,6 +20,11 @@ pages on top saved 1.6 s more in one run, for 0.3 GiB more peak memory, so they 
 
 Called once at the start of a process that computes losses (``perilflow run``, ``perilflow-worker``),
 never inside a kernel function. Outside glibc (e.g. musl) it does nothing.
+
+The other side of keeping freed memory: what a process frees once and will not reuse in the same
+shapes stays resident. :func:`release_free_memory` hands it back where that happens: after a chunk
+has built its run (reading the inputs and building the FM plans leaves ~0.5 GB free on PiWind x8,
+measured on one chunk of 1/32 at 100 samples: RSS 1,095 -> 608 MiB, peak 2,156 -> 2,013 MiB).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["tune_process_memory"]
+__all__ = ["release_free_memory", "tune_process_memory"]
 
 #: mallopt parameters (glibc malloc.h)
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4
@@ -44,6 +49,26 @@ MMAP_MAX = 0
 _done = False
 
 
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_free_memory() -> bool:
+    """Give the memory malloc holds free back to the system (glibc ``malloc_trim``).
+
+    Returns True if glibc's ``malloc_trim`` was found and released anything.
+    """
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is None:
+        return False
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return bool(trim(0))
+
+
 def tune_process_memory() -> bool:
     """Set glibc malloc's thresholds and stop numpy's huge-page advice, once per process.
 
@@ -57,11 +82,8 @@ def tune_process_memory() -> bool:
     hugepage = getattr(getattr(np, "_core", None), "multiarray", None)
     if hugepage is not None and hasattr(hugepage, "_set_madvise_hugepage"):
         hugepage._set_madvise_hugepage(False)
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     ok = all(mallopt(param, value) == 1 for param, value in (

@@ -763,24 +763,30 @@ def run_fm(
 
 # FM work space of one event range: beyond it, run_fm_events computes the columns in blocks. Each
 # block walks the events again, and the walk (node metadata read from memory) costs about as much
-# as 10 columns: 64 MiB blocks made PiWind x8 at 100 samples 3x slower. So the bound is a safety
-# valve for many samples on large events (1,000 samples on PiWind x8's largest event would need
-# 4.7 GiB in its reinsurance pass, computed: 635,132 rows x 1,003 columns x 8 bytes), not a setting to
-# tune memory down at 100 samples.
+# as 10 columns. Measured on PiWind x8's largest event at 100 samples (635,132 reinsurance rows, 103
+# FM columns, IL + RI CPU on one thread): 1 GiB (one block) 0.48 s, 256 MiB (two) 0.56 s, 128 MiB
+# (four) 0.99 s, 64 MiB 1.38 s. The losses stage passes its record budget (``work_bytes``); this
+# default bounds the rest (1,000 samples on that event would need 4.7 GiB in its reinsurance pass,
+# computed: 635,132 rows x 1,003 columns x 8 bytes).
 WORK_BYTES = 2**30
 
 
-def column_blocks(n_cols: int, plan: FMPlan, column_block: int | None = None, rows: int | None = None) -> np.ndarray:
+def column_blocks(n_cols: int, plan: FMPlan, column_block: int | None = None, rows: int | None = None,
+                  work_bytes: int | None = None) -> np.ndarray:
     """Bounds (int64[n_blocks + 1]) of the column blocks ``run_fm_events`` computes one after the other.
 
     ``column_block`` columns at a time, or by default as many as keep the work space (a row of
     ``max_layers`` layers per slot an event touches, four with extras; ``rows`` slots, by default
-    all of the plan's) within ``WORK_BYTES``, and at least 8. Blocks have near-equal widths.
+    all of the plan's) within ``work_bytes`` (default ``WORK_BYTES``), and at least 8. Blocks have
+    near-equal widths.
     """
     if column_block is None:
         rows = plan.n_slots if rows is None else rows
         per_column = 8 * rows * plan.max_layers * (4 if plan.needs_extras else 1)
-        column_block = max(8, WORK_BYTES // max(per_column, 1))
+        budget = WORK_BYTES if work_bytes is None else work_bytes
+        if budget < 1:
+            raise ValueError(f"work_bytes {work_bytes}: give a positive number of bytes (or None)")
+        column_block = max(8, budget // max(per_column, 1))
     elif column_block < 1:
         raise ValueError(f"column_block {column_block}: give a positive number of columns (or None)")
     n_blocks = max(1, -(-n_cols // int(column_block)))
@@ -799,6 +805,7 @@ def run_fm_events(
     out_width: int | None = None,
     fuse_top: bool = True,
     column_block: int | None = None,
+    work_bytes: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the financial structure to many events, computing only what each event touches.
 
@@ -809,7 +816,7 @@ def run_fm_events(
         event ``e`` owns records ``event_ptr[e]:event_ptr[e + 1]``
     item_row : int64[n_records]
         item row (item_id - 1) of each record; an item appears at most once per event
-    losses : float64[n_records, n_cols]
+    losses : float64 or float32[n_records, n_cols]
         loss columns of each record (samples and the special columns the caller carries)
     net : bool
         net of the layers (reinsurance passes)
@@ -826,20 +833,26 @@ def run_fm_events(
     column_block : int, optional
         FM columns computed at once (default: as many as fit ``WORK_BYTES`` of work space, see
         ``column_blocks``); the results are the same for any block size.
+    work_bytes : int, optional
+        the work space each event range may hold when ``column_block`` is not given (default
+        ``WORK_BYTES``); smaller means more column blocks, each walking the events again.
 
     Returns
     -------
     out_ptr : int64[n_events + 1]   CSR of the outputs per event
     out_index : int64[n_out]        row into ``plan.output_id`` of each output record (increasing per event)
-    out_losses : float64[n_out, out_width]
+    out_losses : float64 or float32[n_out, out_width]
+        the dtype of ``losses``: the FM computes in float64 and a float32 output holds each result
+        rounded once, as the reference's float32 stream between its FM processes
 
     Outputs of an event are those above at least one of its items; items absent from an
     event carry no loss, exactly as in the dense ``run_fm``.
     """
     event_ptr = np.asarray(event_ptr, dtype=np.int64)
     item_row = np.asarray(item_row, dtype=np.int64)
-    if losses.ndim != 2 or losses.dtype != np.float64:
-        raise ValueError(f"losses must be a 2-D float64 array, got {losses.dtype} with shape {losses.shape}")
+    if losses.ndim != 2 or losses.dtype not in (np.float64, np.float32):
+        raise ValueError(f"losses must be a 2-D float64 or float32 array, got {losses.dtype} with shape "
+                         f"{losses.shape}; convert it with losses.astype(np.float64)")
     if event_ptr.ndim != 1 or event_ptr.shape[0] < 1 or event_ptr[0] != 0 or event_ptr[-1] != losses.shape[0]:
         raise ValueError("event_ptr must start at 0 and end at len(losses) (CSR offsets of each event's records)")
     if item_row.shape[0] != losses.shape[0]:
@@ -865,7 +878,8 @@ def run_fm_events(
     out_ptr = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(counts, out=out_ptr[1:])
     out_index = np.empty(out_ptr[-1], dtype=np.int64)
-    out_losses = np.empty((out_ptr[-1], width)) if width == n_cols else np.zeros((out_ptr[-1], width))
+    shape = (out_ptr[-1], width)
+    out_losses = np.empty(shape, losses.dtype) if width == n_cols else np.zeros(shape, losses.dtype)
     workers = max(1, min(n_events, threads or os.cpu_count() or 1))
     # event ranges with about the same number of records (events differ in size by orders of magnitude)
     targets = np.linspace(0, event_ptr[-1], workers + 1)[1:-1]
@@ -873,7 +887,7 @@ def run_fm_events(
 
     # work space: a row per slot the range's busiest event touches (a share of the plan's slots)
     range_rows = [int(rows[bounds[w]:bounds[w + 1]].max(initial=0)) for w in range(workers)]
-    col_bounds = column_blocks(n_cols, plan, column_block, rows=max(range_rows, default=0))
+    col_bounds = column_blocks(n_cols, plan, column_block, rows=max(range_rows, default=0), work_bytes=work_bytes)
     widest = int(np.diff(col_bounds).max())   # 0 without columns (bounds [0, 0])
 
     def one_range(w: int) -> None:

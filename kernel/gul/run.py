@@ -277,7 +277,7 @@ def _streams(groups: np.ndarray, peril_groups: np.ndarray, rho: np.ndarray,
 def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples: int, *, alloc_rule: int = 1,
                        effective_damageability: bool = False, correlations: np.ndarray | None = None,
                        random_generator: int = 2, gul_threshold: float = 0.0,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                       seed: int = 0, dtype: type = np.float64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sample the ground-up losses of a block of events (the reference's ``gulmc``).
 
     Parameters
@@ -308,6 +308,8 @@ def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples:
         Samples below it (after allocation) are 0, as the reference leaves them out of its stream.
     seed : int, default 0
         Added to every random seed (the reference's base seed).
+    dtype : numpy.float64 or numpy.float32, default float64
+        Of ``losses``. float32 holds every value exactly (they are float32 values) in half the memory.
 
     Returns
     -------
@@ -316,7 +318,7 @@ def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples:
     item_row : numpy.ndarray
         int64 [n_rec]: 0-based row into ``items`` of each record, increasing item_id within an event.
     losses : numpy.ndarray
-        float64 [n_rec, 5 + n_samples], currency units: columns sidx -5 (max), -4 (chance of loss,
+        ``dtype`` [n_rec, 5 + n_samples], currency units: columns sidx -5 (max), -4 (chance of loss,
         a probability), -3 (TIV share), -2 (standard deviation), -1 (mean), then samples 1..N.
         Values are the float32 values the reference writes.
 
@@ -339,6 +341,8 @@ def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples:
         raise ValueError(f"alloc_rule must be 0, 1, 2 or 3, got {alloc_rule}.")
     if random_generator not in GENERATORS:
         raise ValueError(f"random_generator must be one of {GENERATORS}, got {random_generator}.")
+    if np.dtype(dtype) not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be numpy.float64 or numpy.float32, got {dtype}.")
     event_ids = np.asarray(event_ids)
     if event_ids.ndim != 1 or (len(event_ids) and event_ids.dtype.kind not in "iu"):
         raise ValueError("event_ids must be a 1-d array of integers.")
@@ -351,7 +355,7 @@ def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples:
     np.cumsum(counts, out=event_ptr[1:])
     n_records = int(event_ptr[-1])
     item_row = np.empty(n_records, dtype=np.int64)
-    losses = np.zeros((n_records, N_SPECIAL + int(n_samples)), dtype=np.float64)
+    losses = np.zeros((n_records, N_SPECIAL + int(n_samples)), dtype=dtype)
     if n_records == 0:
         return event_ptr, item_row, losses
     inverse_table, cdf_table = normal_tables() if (prepared.do_correlation or prepared.do_hazard_correlation) \

@@ -245,7 +245,7 @@ def accumulate_chunk(
     ids : numpy.ndarray
         int64[n_rec]: item ids (GUL) or output ids (IL / RI), in stream order per event.
     losses : numpy.ndarray
-        float64[n_rec, 5 + N]: ``[-5, -4, -3, -2, -1, samples]``.
+        float64 or float32[n_rec, 5 + N]: ``[-5, -4, -3, -2, -1, samples]``.
     work_dir : path
         This chunk's own folder (created).
     """

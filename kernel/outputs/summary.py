@@ -207,7 +207,7 @@ def summarise(
     ids : numpy.ndarray
         int64[n_rec]: item id (GUL) or output id (IL / RI) of each record.
     losses : numpy.ndarray
-        float64[n_rec, 5 + N]: ``[-5, -4, -3, -2, -1, samples...]`` per record.
+        float64 or float32[n_rec, 5 + N]: ``[-5, -4, -3, -2, -1, samples...]`` per record.
     id_to_summary : numpy.ndarray
         int32[max_id + 1]: summary id of each id (0 = not in the summary xref).
     n_summaries : int
@@ -228,7 +228,7 @@ def summarise(
     if event_ids.ndim != 1 or event_ptr.shape != (event_ids.shape[0] + 1,):
         raise ValueError("event_ptr must have one more entry than event_ids (CSR offsets)")
     if losses.ndim != 2 or losses.shape[1] < IN_SAMPLE0 or losses.shape[0] != ids.shape[0]:
-        raise ValueError("losses must be float64[n_rec, 5 + n_samples] with one row per entry of ids")
+        raise ValueError("losses must be float64 or float32[n_rec, 5 + n_samples] with one row per entry of ids")
     if event_ptr[0] != 0 or event_ptr[-1] != ids.shape[0] or np.any(np.diff(event_ptr) < 0):
         raise ValueError("event_ptr must start at 0, be non-decreasing and end at len(ids)")
     if np.unique(event_ids).shape[0] != event_ids.shape[0]:
@@ -247,7 +247,8 @@ def summarise(
     ev = np.ascontiguousarray(event_ids, dtype=np.int32)
     ptr = np.ascontiguousarray(event_ptr, dtype=np.int64)
     ids64 = np.ascontiguousarray(ids, dtype=np.int64)
-    loss64 = np.ascontiguousarray(losses, dtype=np.float64)
+    # float32 records are read as they are (every value is rounded to float32 here anyway), not copied
+    loss64 = np.ascontiguousarray(losses, dtype=np.float32 if losses.dtype == np.float32 else np.float64)
     dummy_i = np.zeros(0, np.int32)
     n = _summarise_kernel(order, ev, ptr, ids64, loss64, id_to_summary, risk, n_risks, n_summaries, keep_zeros,
                           dummy_i, dummy_i, np.zeros(0, np.float32), np.zeros((0, 0), np.float32), True)

@@ -217,6 +217,46 @@ def test_the_default_run_in_chunk_processes_equals_one_chunk_in_process(demo, ru
     assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(out), "--chunks", "0"]) == 2
 
 
+def test_bad_settings_in_the_input_process_are_a_one_line_error(demo, tmp_path, capsys):
+    """With chunk processes, ``perilflow run`` makes the inputs and the run folder in a process of its
+    own: an error there is still the one-line message naming the field, exit status 2, and the
+    settings are checked before any input file is generated."""
+    settings = analysis_settings()
+    settings["number_of_samples"] = "many"
+    bad = tmp_path / "settings.json"
+    bad.write_text(json.dumps(settings))
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--analysis-settings", str(bad),
+                     "--output-dir", str(out), "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "number_of_samples" in err[0], err
+    assert not (out / "input").exists() and not (out / "output").exists()
+
+
+def test_freed_memory_goes_back_to_the_system() -> None:
+    """With the tuned malloc (freed memory kept for the next block), ``release_free_memory`` returns
+    what a process freed: RSS falls by the size of a freed 256 MiB array (in a fresh process)."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from perilflow.kernel.memory import release_free_memory, tune_process_memory
+def rss():
+    return int(next(l for l in open('/proc/self/status') if l.startswith('VmRSS')).split()[1]) << 10
+assert tune_process_memory()
+a = np.ones(2**25)   # 256 MiB, from the heap (no mmap with the tuned settings)
+del a
+kept = rss()
+assert release_free_memory()
+print(kept - rss())
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) > 200 * 2**20
+
+
 def test_process_memory_tuning_is_applied_once() -> None:
     import numpy as np
 

@@ -114,11 +114,35 @@ def test_column_blocks_bound_the_work_space() -> None:
     assert widths.max() - widths.min() <= 1
     # sized by the rows the busiest event touches (200,000 of the 921,713 slots): 2 blocks, not 7
     np.testing.assert_array_equal(column_blocks(1003, big, rows=200_000), [0, 502, 1003])
+    # a budget of its own (the losses stage passes its record budget): 256 MiB on those rows, 7 blocks
+    widths = np.diff(column_blocks(1003, big, rows=200_000, work_bytes=256 << 20))
+    assert widths.shape[0] == 7 and widths.max() * 8 * 200_000 <= 256 << 20
     small = SimpleNamespace(n_slots=100, max_layers=2, needs_extras=True)
     np.testing.assert_array_equal(column_blocks(103, small), [0, 103])
     np.testing.assert_array_equal(column_blocks(10, small, column_block=4), [0, 3, 7, 10])
     with pytest.raises(ValueError, match="positive number of columns"):
         column_blocks(10, small, column_block=0)
+
+
+@pytest.mark.reference
+def test_float32_records_are_the_float64_results_rounded_once() -> None:
+    """float32 in, float32 out (the losses stage's records): the FM still computes in float64, and
+    each output is the float64 result rounded once; a smaller work budget only adds column blocks."""
+    plan = load_plan(suite_dir(SUITES[0]), 2)
+    rng = np.random.default_rng(11)
+    _, event_ptr, item_row, losses = random_events(rng, plan.n_items, 9, 40)
+    losses32 = losses.astype(np.float32)
+    ptr, index, out = run_fm_events(plan, event_ptr, item_row, losses32.astype(np.float64), threads=1)
+    p32, i32, o32 = run_fm_events(plan, event_ptr, item_row, losses32, threads=2)
+    assert o32.dtype == np.float32 and out.dtype == np.float64
+    assert np.array_equal(p32, ptr) and np.array_equal(i32, index)
+    assert o32.tobytes() == out.astype(np.float32).tobytes()
+    small = run_fm_events(plan, event_ptr, item_row, losses32, threads=2, work_bytes=1)   # 8 columns a block
+    assert small[2].tobytes() == o32.tobytes()
+    with pytest.raises(ValueError, match="float64 or float32"):
+        run_fm_events(plan, event_ptr, item_row, losses.astype(np.float16))
+    with pytest.raises(ValueError, match="work_bytes"):
+        run_fm_events(plan, event_ptr, item_row, losses32, work_bytes=0)
 
 
 def _touched_slots(plan, items: np.ndarray) -> set[int]:

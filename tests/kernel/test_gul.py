@@ -324,6 +324,22 @@ def test_blocks_event_order_and_item_order_do_not_matter(synthetic) -> None:
     assert all(np.array_equal(shuffled[key], whole[key]) for key in whole)
 
 
+@pytest.mark.parametrize("alloc_rule", [0, 1, 2, 3])
+def test_float32_records_hold_the_same_values(synthetic, alloc_rule: int) -> None:
+    """The losses stage keeps records as float32: every value (samples and sidx -5..-1, after
+    allocation and the threshold) is a float32 value, so the two dtypes give the same numbers."""
+    tables, model = synthetic
+    prepared = prepare_items(model, tables["items"], tables["coverages"], tables["correlations"])
+    options = {"alloc_rule": alloc_rule, "gul_threshold": 25.0}
+    p64, r64, l64 = sample_event_block(model, prepared, None, tables["events"], 10, **options)
+    p32, r32, l32 = sample_event_block(model, prepared, None, tables["events"], 10, dtype=np.float32, **options)
+    assert l64.dtype == np.float64 and l32.dtype == np.float32 and l64.shape[0] > 0
+    assert np.array_equal(p32, p64) and np.array_equal(r32, r64)
+    assert np.array_equal(l32.astype(np.float64), l64)
+    with pytest.raises(ValueError, match="dtype must be"):
+        sample_event_block(model, prepared, None, tables["events"], 10, dtype=np.float16)
+
+
 def test_arguments_are_checked(synthetic) -> None:
     tables, model = synthetic
     items, coverages, events = tables["items"], tables["coverages"], tables["events"]

@@ -100,6 +100,39 @@ def test_worker_bad_params_exit_2() -> None:
     assert {"perilflow", "numpy", "numba"} <= set(versions)
 
 
+@pytest.mark.reference
+def test_a_block_lets_go_of_each_perspective_once_the_next_is_computed(tmp_path: Path) -> None:
+    """``_Run.perspectives`` yields ground up, insured, reinsurance; once the caller drops a
+    perspective, computing the next one frees it (the block's peak holds two perspectives, not three)."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from perilflow.kernel.losses import _Run
+
+    piwind = require_shared("piwind")
+    run_dir = tmp_path / "run"
+    prepare_run_directory(piwind / "expected-inputs/loc10", run_dir, model_data_dir=piwind / "model_data/PiWind",
+                          analysis_settings=json.loads((piwind / "analysis_settings/ord_all_outputs_s10.json")
+                                                       .read_text()),
+                          model_settings=json.loads((piwind / "meta-data/model_settings.json").read_text()))
+    run = _Run(run_dir)
+    ids = next(iter(run.event_blocks(chunk_events(run.model.events, 0, 1))))
+    whole = run.block(ids)
+    assert list(whole) == ["gul", "il", "ri"]
+    names, alive = [], []
+    for name, records in run.perspectives(ids):
+        gc.collect()
+        assert [ref() is None for ref in alive] == [True] * len(alive[:-1]) + [False] * len(alive[-1:]), name
+        for got, expected in zip(records, whole[name], strict=True):
+            assert np.array_equal(got, expected)
+        names.append(name)
+        alive.append(weakref.ref(records[2]))
+        del records
+    assert names == ["gul", "il", "ri"]
+
+
 def test_chunk_events_cover_every_event_once() -> None:
     import numpy as np
 
