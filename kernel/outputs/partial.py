@@ -251,7 +251,7 @@ def accumulate_chunk(
     """
     losses = np.asarray(losses)
     if losses.ndim != 2 or losses.shape[1] != 5 + spec.n_samples:
-        raise ValueError(f"losses must be float64[n_rec, {5 + spec.n_samples}] (5 special columns + "
+        raise ValueError(f"losses must be float32 or float64[n_rec, {5 + spec.n_samples}] (5 special columns + "
                          f"{spec.n_samples} samples); got shape {losses.shape}")
     work = Path(work_dir)
     for s in spec.sets:
