@@ -202,7 +202,7 @@ class _Run:
         """Losses of one event block per perspective: (event_ptr, ids, losses[:, 5 + N]), all held at once."""
         return dict(self.perspectives(event_ids))
 
-    def perspectives(self, event_ids: np.ndarray, threads: int | None = None):
+    def perspectives(self, event_ids: np.ndarray):
         """Losses of one event block, one perspective after the other: ground up, insured, reinsurance.
 
         Yields ``(name, (event_ptr, ids, losses[:, 5 + N]))``. Each perspective is computed from the
@@ -219,7 +219,7 @@ class _Run:
             effective_damageability=s.effective_damageability, random_generator=s.random_generator,
             gul_threshold=s.gul_threshold, seed=s.seed, dtype=RECORD_DTYPE)
         yield "gul", (event_ptr, self.item_ids[item_row], gul)
-        passes = self._fm(event_ptr, item_row, gul, threads)
+        passes = self._fm(event_ptr, item_row, gul, None)
         del event_ptr, item_row, gul   # the passes own the ground-up records now
         yield from passes
 

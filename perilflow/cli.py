@@ -76,7 +76,8 @@ def _chunk_process(threads: int) -> None:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _prepare_run(config_path: str, oasis_files_dir: str | None, settings_path: str | None, output_dir: str) -> str:
+def _prepare_run(config_path: str | Path, oasis_files_dir: str | Path | None, settings_path: str | Path | None,
+                 output_dir: str | Path) -> str:
     """``perilflow run``'s first step: the input files (unless given) and the run folder; returns the folder."""
     from perilflow.kernel.inputs.generate import generate_files
     from perilflow.kernel.losses import prepare_run_directory
@@ -114,8 +115,7 @@ def _run(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name} {getattr(args, name)}: give a whole number >= 1")
     out = Path(args.output_dir)
-    prepare = (str(args.config), args.oasis_files_dir and str(args.oasis_files_dir),
-               args.analysis_settings and str(args.analysis_settings), str(out))
+    prepare = (args.config, args.oasis_files_dir, args.analysis_settings, out)
     cpus = os.cpu_count() or 1
     n = args.chunks or args.workers or cpus
     workers = min(n, args.workers or cpus)
@@ -124,8 +124,8 @@ def _run(args: argparse.Namespace) -> int:
         # not forkserver: its processes are not this one's children, so their CPU time would not be accounted
         context = multiprocessing.get_context("spawn")
         # the input files and the run folder are made in a process of their own, so that this one, which
-        # waits for the chunks, holds ~30 MB instead of input generation's imports and leftovers (~340 MB
-        # on PiWind x8, measured: the run's peak is when the chunks run)
+        # waits for the chunks, holds 48 MiB instead of input generation's imports and leftovers (342 MiB;
+        # PiWind x8, measured: the run's peak is when the chunks run)
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             run_dir = Path(pool.submit(_prepare_run, *prepare).result())
         # one chunk per process, each with its share of the cores: on 2 cores, 2 single-threaded chunks

@@ -248,14 +248,14 @@ def summarise(
     ptr = np.ascontiguousarray(event_ptr, dtype=np.int64)
     ids64 = np.ascontiguousarray(ids, dtype=np.int64)
     # float32 records are read as they are (every value is rounded to float32 here anyway), not copied
-    loss64 = np.ascontiguousarray(losses, dtype=np.float32 if losses.dtype == np.float32 else np.float64)
+    loss_in = np.ascontiguousarray(losses, dtype=np.float32 if losses.dtype == np.float32 else np.float64)
     dummy_i = np.zeros(0, np.int32)
-    n = _summarise_kernel(order, ev, ptr, ids64, loss64, id_to_summary, risk, n_risks, n_summaries, keep_zeros,
+    n = _summarise_kernel(order, ev, ptr, ids64, loss_in, id_to_summary, risk, n_risks, n_summaries, keep_zeros,
                           dummy_i, dummy_i, np.zeros(0, np.float32), np.zeros((0, 0), np.float32), True)
     out_event = np.empty(n, np.int32)
     out_summary = np.empty(n, np.int32)
     out_expval = np.empty(n, np.float32)
     out_loss = np.empty((n, COL_SAMPLE0 + n_samples), np.float32)
-    m = _summarise_kernel(order, ev, ptr, ids64, loss64, id_to_summary, risk, n_risks, n_summaries, keep_zeros,
+    m = _summarise_kernel(order, ev, ptr, ids64, loss_in, id_to_summary, risk, n_risks, n_summaries, keep_zeros,
                           out_event, out_summary, out_expval, out_loss, False)
     return SummaryRecords(out_event[:m], out_summary[:m], out_expval[:m], out_loss[:m])

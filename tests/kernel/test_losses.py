@@ -121,14 +121,13 @@ def test_a_block_lets_go_of_each_perspective_once_the_next_is_computed(tmp_path:
     ids = next(iter(run.event_blocks(chunk_events(run.model.events, 0, 1))))
     whole = run.block(ids)
     assert list(whole) == ["gul", "il", "ri"]
-    names, alive = [], []
+    names, earlier = [], []
     for name, records in run.perspectives(ids):
         gc.collect()
-        assert [ref() is None for ref in alive] == [True] * len(alive[:-1]) + [False] * len(alive[-1:]), name
-        for got, expected in zip(records, whole[name], strict=True):
-            assert np.array_equal(got, expected)
+        assert [ref() for ref in earlier] == [None] * len(earlier), f"{name}: an earlier perspective is held"
+        assert all(np.array_equal(got, expected) for got, expected in zip(records, whole[name], strict=True))
         names.append(name)
-        alive.append(weakref.ref(records[2]))
+        earlier.append(weakref.ref(records[2]))
         del records
     assert names == ["gul", "il", "ri"]
 
