@@ -253,6 +253,12 @@ class _Run:
             del ids
 
 
+def load_run(run_dir: str | os.PathLike) -> _Run:
+    """What every chunk of ``run_dir`` needs (model data, items, FM plans, output specs), loaded once:
+    pass it as ``run`` to :func:`generate_losses_chunk` for each chunk a process computes."""
+    return _Run(Path(run_dir))
+
+
 def _fm_column_map(n_fm_columns: int) -> np.ndarray:
     """Record-layout column of each FM column: [-5, -3, -1, samples] -> [-5, -4, -3, -2, -1, samples]."""
     return np.concatenate((np.asarray(FM_COLUMNS_OF_GUL, dtype=np.int64),

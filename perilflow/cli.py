@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from perilflow import cli_algorithms
 
@@ -66,6 +67,15 @@ def _generate_files(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``perilflow run``'s default chunks per chunk process: events differ in size by orders of magnitude,
+#: so equal numbers of events are unequal work (PiWind x8: 53% and 47% of the records in two halves),
+#: and a process that finishes first takes the next chunk instead of waiting for the other
+CHUNKS_PER_WORKER = 4
+
+#: the run a chunk process loaded, kept for its next chunks (a chunk process serves one run)
+_loaded: dict[str, Any] = {}
+
+
 def _chunk_process(threads: int) -> None:
     """A chunk process's memory settings and numba threads (its share of the cores)."""
     import numba
@@ -74,6 +84,17 @@ def _chunk_process(threads: int) -> None:
 
     tune_process_memory()
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def _losses_chunk(run_dir: Path, chunk_index: int, n_chunks: int, block_bytes: int) -> Path:
+    """One chunk in a chunk process, which loads the run (model, items, FM plans) once for all its chunks."""
+    from perilflow.kernel.losses import generate_losses_chunk, load_run
+
+    key = str(run_dir)
+    if key not in _loaded:
+        _loaded.clear()
+        _loaded[key] = load_run(run_dir)
+    return generate_losses_chunk(run_dir, chunk_index, n_chunks, block_bytes, run=_loaded[key])
 
 
 def _prepare_run(config_path: str | Path, oasis_files_dir: str | Path | None, settings_path: str | Path | None,
@@ -117,8 +138,9 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     prepare = (args.config, args.oasis_files_dir, args.analysis_settings, out)
     cpus = os.cpu_count() or 1
-    n = args.chunks or args.workers or cpus
-    workers = min(n, args.workers or cpus)
+    workers = args.workers or cpus
+    n = args.chunks or (CHUNKS_PER_WORKER * workers if workers > 1 else 1)
+    workers = min(n, workers)
     if workers > 1:
         # spawn, not fork: a process that already ran numba's OpenMP threads must not fork (it aborts); and
         # not forkserver: its processes are not this one's children, so their CPU time would not be accounted
@@ -128,15 +150,16 @@ def _run(args: argparse.Namespace) -> int:
         # PiWind x8, measured: the run's peak is when the chunks run)
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
             run_dir = Path(pool.submit(_prepare_run, *prepare).result())
-        # one chunk per process, each with its share of the cores: on 2 cores, 2 single-threaded chunks
-        # beat one chunk on 2 threads (the event loop's serial parts run side by side), 87.6 vs 103 s on
-        # PiWind 100,784 locations; the outputs are the same for any number of chunks
+        # chunk processes, each with its share of the cores: on 2 cores, 2 single-threaded chunks beat
+        # one chunk on 2 threads (the event loop's serial parts run side by side), 87.6 vs 103 s on
+        # PiWind 100,784 locations; each process takes the next chunk when it is done with one (see
+        # CHUNKS_PER_WORKER); the outputs are the same for any number of chunks
         threads = max(1, cpus // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_chunk_process,
                                  initargs=(threads,)) as pool:
             # the record budget is shared too, so the processes together hold what one would
             budget = RunSettings.read(run_dir).block_bytes // workers
-            list(pool.map(generate_losses_chunk, [run_dir] * n, range(n), [n] * n, [budget] * n))
+            list(pool.map(_losses_chunk, [run_dir] * n, range(n), [n] * n, [budget] * n))
     else:
         run_dir = Path(_prepare_run(*prepare))
         tune_process_memory()  # here, not at the start: this process keeps what it frees from now on
@@ -481,7 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--analysis-settings", help="analysis settings JSON (default: the config's)")
     run.add_argument("--oasis-files-dir", help="use these Oasis input files instead of generating them")
     run.add_argument("--chunks", type=int,
-                     help="event chunks (default: --workers; outputs are identical for any number)")
+                     help=f"event chunks (default: {CHUNKS_PER_WORKER} per worker, 1 with one worker; outputs are "
+                          "identical for any number)")
     run.add_argument("--workers", type=int, help="chunk processes at once (default: the CPU count)")
     run.add_argument("--output-dir", required=True, help="folder for input/, run/ and output/")
     run.set_defaults(func=_run)

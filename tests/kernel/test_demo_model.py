@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from perilflow.cli import CHUNKS_PER_WORKER
 from perilflow.cli import main as cli_main
 from perilflow.kernel.demo import CONFIG_FILE, write_demo_model
 from perilflow.kernel.demo import __main__ as demo_main
@@ -205,16 +207,43 @@ def test_run_results_are_sensible(demo, run_output):
 
 
 def test_the_default_run_in_chunk_processes_equals_one_chunk_in_process(demo, run_output, tmp_path):
-    """``perilflow run`` without --chunks: one chunk per CPU, each in its own process with its share of
-    the threads; the outputs are the bytes of the 2-chunk run and of a 1-chunk run in this process."""
+    """``perilflow run`` without --chunks: CHUNKS_PER_WORKER chunks per process, each process with its
+    share of the threads; the outputs are the bytes of the 2-chunk run and of a 1-chunk run in this process."""
     out = tmp_path / "default"
     assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(out), "--workers", "2"]) == 0
     single = tmp_path / "single"
     assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(single), "--chunks", "1"]) == 0
     expected = files_of(run_output / "output")
     assert files_of(out / "output") == expected == files_of(single / "output")
-    assert len(list((out / "run" / "work").glob("chunk-*"))) == 2
+    assert len(list((out / "run" / "work").glob("chunk-*"))) == 2 * CHUNKS_PER_WORKER
     assert cli_main(["run", "--config", str(demo / CONFIG_FILE), "--output-dir", str(out), "--chunks", "0"]) == 2
+
+
+def test_a_chunk_process_loads_the_run_once_for_all_its_chunks(run_output, tmp_path, monkeypatch):
+    """The chunk processes of ``perilflow run`` keep the loaded run (model, items, FM plans) between
+    chunks, and load another when given another run folder; the chunks' merged outputs are the run's."""
+    from perilflow import cli
+    from perilflow.kernel import losses
+
+    loads = []
+
+    def counted(run_dir):
+        loads.append(str(run_dir))
+        return losses._Run(Path(run_dir))
+
+    monkeypatch.setattr(losses, "load_run", counted)
+    monkeypatch.setattr(cli, "_loaded", {})
+    first, second = tmp_path / "first", tmp_path / "second"
+    for copy in (first, second):
+        shutil.copytree(run_output / "run", copy, ignore=shutil.ignore_patterns("work", "output"))
+    for i in range(3):
+        assert cli._losses_chunk(first, i, 3, 2**24) == first / "work" / f"chunk-{i}"
+    assert loads == [str(first)]
+    cli._losses_chunk(second, 0, 1, 2**24)
+    assert loads == [str(first), str(second)] and list(cli._loaded) == [str(second)]
+    expected = files_of(run_output / "output")
+    assert files_of(losses.generate_losses_output(first, 3)) == expected
+    assert files_of(losses.generate_losses_output(second, 1)) == expected
 
 
 def test_bad_settings_in_the_input_process_are_a_one_line_error(demo, tmp_path, capsys):

@@ -236,8 +236,8 @@ def test_a_failed_run_is_failed_with_its_log(client, gateway, settings, algorith
                                         headers=auth("alice")).json()] == [tid]
 
 
-def test_cancel(client, gateway, algorithm, dataset) -> None:
-    tid, run_id, _ = _run(client, gateway, algorithm, dataset)
+def test_cancel(client, gateway, settings, algorithm, dataset) -> None:
+    tid, run_id, conf = _run(client, gateway, algorithm, dataset)
     gateway.runs[(ALGORITHM_TASK, run_id)] = RunInfo("running")
     gateway.tis[(ALGORITHM_TASK, run_id)] = [TaskInstanceInfo(RUN_TASK, -1, "running", 1)]
     gateway.fail_next = "Airflow is not answering"
@@ -249,6 +249,12 @@ def test_cancel(client, gateway, algorithm, dataset) -> None:
     task = client.get(f"/v2/algorithm-tasks/{tid}/", headers=auth("alice")).json()
     assert task["status"] == "CANCELLED" and task["timing"]["finished"] is not None
     assert client.post(f"/v2/algorithm-tasks/{tid}/cancel/", headers=auth("alice")).status_code == 409
+    # the collector uploads the killed algorithm's log after the cancel returned: the task picks it up
+    assert client.get(f"/v2/algorithm-tasks/{tid}/output_log/", headers=auth("alice")).status_code == 404
+    _write_run_outputs(settings, tid, conf["run_uuid"], -15, "row 1\nterminated\n", {})
+    assert client.get(f"/v2/algorithm-tasks/{tid}/output_log/", headers=auth("alice")).text == "row 1\nterminated\n"
+    assert client.get(f"/v2/algorithm-tasks/{tid}/status/", headers=auth("alice")).json() == {
+        "id": tid, "status": "CANCELLED", "exit_code": -15, "error": None}
     # a dataset read by a running task cannot be deleted
     tid2, run2, _ = _run(client, gateway, algorithm, dataset, name="second")
     assert client.delete(f"/v2/datasets/{dataset['id']}/", headers=auth("alice")).status_code == 409

@@ -440,6 +440,11 @@ def _synced(request: Request, db: Session, settings: ApiSettings, pk: int, calle
             change: bool = False) -> AlgorithmTask:
     t = (get_changeable if change else get_visible)(db, AlgorithmTask, pk, caller, "algorithm task")
     sync(db, settings, gateway_of(request), t)
+    if t.status == "CANCELLED" and t.output_log is None:
+        # a cancelled algorithm's collector may upload its log after the cancel returned (the
+        # cluster's sidecar does when the pod is stopped): pick its manifest up when it is there
+        manifest = read_manifest(settings, t) or {}
+        t.output_log, t.exit_code = manifest.get("output_log"), manifest.get("exit_code", t.exit_code)
     return t
 
 
