@@ -8,6 +8,7 @@ naming the problem and the fix, and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,10 +73,6 @@ def _generate_files(args: argparse.Namespace) -> int:
 #: and a process that finishes first takes the next chunk instead of waiting for the other
 CHUNKS_PER_WORKER = 4
 
-#: the run a chunk process loaded, kept for its next chunks (a chunk process serves one run)
-_loaded: dict[str, Any] = {}
-
-
 def _chunk_process(threads: int) -> None:
     """A chunk process's memory settings and numba threads (its share of the cores)."""
     import numba
@@ -86,15 +83,19 @@ def _chunk_process(threads: int) -> None:
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
-def _losses_chunk(run_dir: Path, chunk_index: int, n_chunks: int, block_bytes: int) -> Path:
-    """One chunk in a chunk process, which loads the run (model, items, FM plans) once for all its chunks."""
-    from perilflow.kernel.losses import generate_losses_chunk, load_run
+@functools.lru_cache(maxsize=1)
+def _loaded_run(run_dir: Path) -> Any:
+    """The run a chunk process loaded (model, items, FM plans), kept for its next chunks of that run."""
+    from perilflow.kernel.losses import load_run
 
-    key = str(run_dir)
-    if key not in _loaded:
-        _loaded.clear()
-        _loaded[key] = load_run(run_dir)
-    return generate_losses_chunk(run_dir, chunk_index, n_chunks, block_bytes, run=_loaded[key])
+    return load_run(run_dir)
+
+
+def _losses_chunk(run_dir: Path, chunk_index: int, n_chunks: int, block_bytes: int) -> Path:
+    """One chunk in a chunk process, which loads the run once for all its chunks."""
+    from perilflow.kernel.losses import generate_losses_chunk
+
+    return generate_losses_chunk(run_dir, chunk_index, n_chunks, block_bytes, run=_loaded_run(Path(run_dir)))
 
 
 def _prepare_run(config_path: str | Path, oasis_files_dir: str | Path | None, settings_path: str | Path | None,

@@ -232,7 +232,7 @@ def test_a_chunk_process_loads_the_run_once_for_all_its_chunks(run_output, tmp_p
         return losses._Run(Path(run_dir))
 
     monkeypatch.setattr(losses, "load_run", counted)
-    monkeypatch.setattr(cli, "_loaded", {})
+    cli._loaded_run.cache_clear()
     first, second = tmp_path / "first", tmp_path / "second"
     for copy in (first, second):
         shutil.copytree(run_output / "run", copy, ignore=shutil.ignore_patterns("work", "output"))
@@ -240,7 +240,10 @@ def test_a_chunk_process_loads_the_run_once_for_all_its_chunks(run_output, tmp_p
         assert cli._losses_chunk(first, i, 3, 2**24) == first / "work" / f"chunk-{i}"
     assert loads == [str(first)]
     cli._losses_chunk(second, 0, 1, 2**24)
-    assert loads == [str(first), str(second)] and list(cli._loaded) == [str(second)]
+    assert loads == [str(first), str(second)] and cli._loaded_run.cache_info().currsize == 1
+    cli._losses_chunk(second, 0, 1, 2**24)   # the run kept is the last one loaded
+    assert loads == [str(first), str(second)]
+    cli._loaded_run.cache_clear()
     expected = files_of(run_output / "output")
     assert files_of(losses.generate_losses_output(first, 3)) == expected
     assert files_of(losses.generate_losses_output(second, 1)) == expected

@@ -255,6 +255,8 @@ def test_cancel(client, gateway, settings, algorithm, dataset) -> None:
     assert client.get(f"/v2/algorithm-tasks/{tid}/output_log/", headers=auth("alice")).text == "row 1\nterminated\n"
     assert client.get(f"/v2/algorithm-tasks/{tid}/status/", headers=auth("alice")).json() == {
         "id": tid, "status": "CANCELLED", "exit_code": -15, "error": None}
+    listed = client.get("/v2/algorithm-tasks/?status_filter=CANCELLED", headers=auth("alice")).json()
+    assert [t["id"] for t in listed] == [tid] and listed[0]["output_log"] is not None
     # a dataset read by a running task cannot be deleted
     tid2, run2, _ = _run(client, gateway, algorithm, dataset, name="second")
     assert client.delete(f"/v2/datasets/{dataset['id']}/", headers=auth("alice")).status_code == 409

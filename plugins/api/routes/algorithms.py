@@ -352,8 +352,21 @@ def _output_dataset(db: Session, task: AlgorithmTask, manifest: dict[str, Any]) 
     return dataset
 
 
+def _take_manifest(settings: ApiSettings, task: AlgorithmTask) -> dict[str, Any]:
+    """Record the run's output log and exit code from its manifest (none yet: both None); the manifest."""
+    manifest = read_manifest(settings, task) or {}
+    task.output_log, task.exit_code = manifest.get("output_log"), manifest.get("exit_code")
+    return manifest
+
+
 def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, task: AlgorithmTask) -> None:
-    """Move a QUEUED/RUNNING task on from its DAG run; record the outcome when the run has ended."""
+    """Move a QUEUED/RUNNING task on from its DAG run; record the outcome when the run has ended.
+
+    A task cancelled after its algorithm started gets its output log when the collector uploads it,
+    which may be after the cancel returned (the cluster's sidecar uploads when the pod is stopped).
+    """
+    if task.status == "CANCELLED" and task.output_log is None and task.started_at is not None:
+        _take_manifest(settings, task)
     if task.status not in ACTIVE or not task.run_id or not task.dag_id:
         return
     info = gateway.run_info(task.dag_id, task.run_id)
@@ -368,9 +381,7 @@ def sync(db: Session, settings: ApiSettings, gateway: WorkflowGateway, task: Alg
         new = "RUNNING"
         task.started_at = task.started_at or info.start_date or _now()
     elif info.state in ("success", "failed"):
-        manifest = read_manifest(settings, task) or {}
-        task.output_log = manifest.get("output_log")
-        task.exit_code = manifest.get("exit_code")
+        manifest = _take_manifest(settings, task)
         if info.state == "success" and ti is not None and ti.state == "success":
             new = "SUCCEEDED"
             if task.output_dataset_id is None:
@@ -440,11 +451,6 @@ def _synced(request: Request, db: Session, settings: ApiSettings, pk: int, calle
             change: bool = False) -> AlgorithmTask:
     t = (get_changeable if change else get_visible)(db, AlgorithmTask, pk, caller, "algorithm task")
     sync(db, settings, gateway_of(request), t)
-    if t.status == "CANCELLED" and t.output_log is None:
-        # a cancelled algorithm's collector may upload its log after the cancel returned (the
-        # cluster's sidecar does when the pod is stopped): pick its manifest up when it is there
-        manifest = read_manifest(settings, t) or {}
-        t.output_log, t.exit_code = manifest.get("output_log"), manifest.get("exit_code", t.exit_code)
     return t
 
 
@@ -540,8 +546,7 @@ def cancel_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, se
         t.status, t.finished_at = before, None
         db.commit()
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
-    manifest = read_manifest(settings, t) or {}
-    t.output_log, t.exit_code = manifest.get("output_log"), manifest.get("exit_code")
+    _take_manifest(settings, t)
     db.flush()
     return task_json(request, t)
 
