@@ -6,7 +6,7 @@ reinsurance files and every ORD output (``ord_all_outputs_s10.json`` with
 ``number_of_samples`` replaced) -- from OED to output files, each in its own process. We
 record wall time, CPU time (user + system of every waited-for descendant, from rusage) and
 peak RSS of the process tree (sampled every 0.2 s with psutil), ``--runs`` times, and report
-medians and ratios.
+medians and ratios. Runs interleave: run 1 of each engine, then run 2, and so on.
 
 The reference runs from its own virtual environment (``.bench/oasis-venv``, created with
 ``pip install 'oasislmf[extra]==2.5.8' 'pandas<3'`` when missing); Perilflow never imports
@@ -111,27 +111,29 @@ def main(argv: list[str] | None = None) -> int:
         folder = args.work / f"loc{size}_s{samples}"
         folder.mkdir(parents=True, exist_ok=True)
         config = write_config(folder, args.shared, size, samples)
-        for tool in tools:
-            figures = []
-            for r in range(runs):
+        # Runs interleave (run 1 of each engine, then run 2, ...): the shared VMs drift by 10-20% over an
+        # hour, and interleaving spreads that drift over both engines instead of charging it to one.
+        figures: dict[str, list[dict[str, float]]] = {tool: [] for tool in tools}
+        for r in range(runs):
+            for tool in tools:
                 out = folder / f"out_{tool}"
                 shutil.rmtree(out, ignore_errors=True)
                 load_before = os.getloadavg()[0]
                 result = measure(command(tool, config, out, oasislmf), folder, env)
                 # how busy the (shared) machine was: 1-minute load average just before and just after
                 result.update(load_before=load_before, load_after=os.getloadavg()[0])
-                figures.append(result)
+                figures[tool].append(result)
                 if timed:
                     print(f"{tool} loc{size} S{samples} run {r + 1}: {result}", flush=True)
-            if timed:
-                key = f"loc{size}_s{samples}"
-                report.setdefault(key, {})[tool] = {
-                    "runs": figures,
-                    "median": {k: statistics.median(f[k] for f in figures) for k in figures[0]},
-                    "machine": machine(),
-                }
-                args.out.parent.mkdir(parents=True, exist_ok=True)
-                args.out.write_text(json.dumps(report, indent=2))
+                    key = f"loc{size}_s{samples}"
+                    runs_ = figures[tool]
+                    report.setdefault(key, {})[tool] = {
+                        "runs": runs_,
+                        "median": {k: statistics.median(f[k] for f in runs_) for k in runs_[0]},
+                        "machine": machine(),
+                    }
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    args.out.write_text(json.dumps(report, indent=2))  # after every run: a stopped run keeps the rest
     for key, tools_ in report.items():
         if {"perilflow", "oasislmf"} <= set(tools_):
             a, b = tools_["oasislmf"]["median"], tools_["perilflow"]["median"]
