@@ -17,6 +17,7 @@ from perilflow.plugins.api.routes import compare as compare_routes
 from perilflow.plugins.api.routes import datasets as dataset_routes
 from perilflow.plugins.db import make_engine, make_sessionmaker
 from perilflow.plugins.settings import ApiSettings
+from perilflow.plugins.ui import algorithm_pages  # noqa: F401 - adds the algorithm task pages to ui_pages.router
 from perilflow.plugins.ui import pages as ui_pages
 
 DESCRIPTION = """OasisPlatform v2 compatible API of Perilflow. Every route but `healthcheck/` and
@@ -72,5 +73,5 @@ def create_app(settings: ApiSettings | None = None, gateway: WorkflowGateway | N
         app.include_router(module.router)
     for router in (*algorithm_routes.routers, dataset_routes.router):  # issue 9: algorithm runs and datasets
         app.include_router(router)
-    app.include_router(ui_pages.router)  # the web UI at /perilflow/ui/
+    app.include_router(ui_pages.router)  # the web UI at /perilflow/ui/ (analyses and algorithm tasks)
     return app

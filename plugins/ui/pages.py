@@ -1,4 +1,5 @@
-"""The Perilflow pages: analyses list and analysis view, server-rendered HTML under ``/perilflow/ui/``.
+"""The Perilflow pages: analyses list and analysis view, server-rendered HTML under ``/perilflow/ui/``
+(algorithm tasks: :mod:`perilflow.plugins.ui.algorithm_pages`, on the same router).
 
 Same auth as the API (the routes depend on :data:`CallerDep`, i.e. Airflow's ``GetUserDep``):
 inside Airflow's UI the browser sends the auth manager's ``_token`` cookie, so the page, its
@@ -74,10 +75,11 @@ _REFRESH_JS = """
 
 def _badge(value: str | None) -> str:
     value = value or "NEW"
-    kind = ("ok" if value.endswith("COMPLETED") or value == "READY" else
-            "err" if value.endswith("ERROR") or value.endswith("NO_KEYS") else
+    # analyses' statuses (RUN_COMPLETED, ...) and algorithm tasks' (SUCCEEDED, FAILED, RUNNING, ...)
+    kind = ("ok" if value.endswith("COMPLETED") or value in ("READY", "SUCCEEDED") else
+            "err" if value.endswith("ERROR") or value.endswith("NO_KEYS") or value == "FAILED" else
             "stop" if value.endswith("CANCELLED") else
-            "run" if value.endswith("STARTED") else "")
+            "run" if value.endswith("STARTED") or value == "RUNNING" else "")
     return f'<span class="badge {kind}">{esc(value)}</span>'
 
 
@@ -92,6 +94,7 @@ def _when(value: datetime | None) -> str:
 def _duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""
+    start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))  # SQLite returns naive UTC
     seconds = max((end - start).total_seconds(), 0.0)
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
@@ -143,12 +146,14 @@ def _page(request: Request, title: str, body: str, status_code: int = 200, refre
     script = ""
     if refresh:
         body = (f'<p class="muted"><label><input type="checkbox" id="autorefresh" checked> refresh every '
-                f"{REFRESH_SECONDS} s while the analysis runs</label></p>{body}")
+                f"{REFRESH_SECONDS} s while it runs</label></p>{body}")
         script = _REFRESH_JS % (REFRESH_SECONDS * 1000)
     text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{esc(title)} - Perilflow</title><style>{_CSS}</style></head><body>"
             f'<header><a class="home" href="{esc(ui_url(request))}">Perilflow</a>'
-            f'<span class="muted">analyses</span></header><main>{body}</main>{script}</body></html>\n')
+            f'<nav><a href="{esc(ui_url(request))}">analyses</a> · '
+            f'<a href="{esc(ui_url(request, "/algorithm-tasks/"))}">algorithm tasks</a></nav>'
+            f"</header><main>{body}</main>{script}</body></html>\n")
     return HTMLResponse(text, status_code=status_code)
 
 
