@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -147,3 +150,31 @@ def test_the_plugin_registers_the_listener() -> None:
     from perilflow.plugins.plugin import PerilflowPlugin
 
     assert listener in PerilflowPlugin.listeners
+
+
+#: in a fresh interpreter: call on_starting as a task process does, then as a job does; print what was imported
+WARM = """
+import sys
+from perilflow.plugins import listener
+
+class TaskRunnerMarker: ...
+class Job: ...  # stands for airflow.jobs.job.Job, which the hook recognises by name
+
+POD = "airflow.providers.cncf.kubernetes.operators.pod"
+before = POD in sys.modules
+listener.on_starting(component=TaskRunnerMarker())
+after_marker = POD in sys.modules
+listener.on_starting(component=Job())
+print(before, after_marker, all(name in sys.modules for name in (*listener.DAG_MODULES, POD)))
+"""
+
+
+@pytest.mark.parametrize(("executor", "warmed"), [("LocalExecutor", True), ("CeleryExecutor", False),
+                                                  ("KubernetesExecutor", False)])
+def test_a_job_under_the_local_executor_imports_the_dag_modules_before_it_forks(executor, warmed) -> None:
+    """The scheduler's LocalExecutor forks its task processes: modules it imported at start are theirs for free.
+    Other executors start tasks elsewhere (Celery workers, pods), and task processes themselves import nothing."""
+    env = dict(os.environ, AIRFLOW__CORE__EXECUTOR=executor)
+    done = subprocess.run([sys.executable, "-c", WARM], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-3:] == ["False", "False", str(warmed)]
