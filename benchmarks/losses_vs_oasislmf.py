@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tools", default="perilflow,oasislmf")
     parser.add_argument("--reference-only", action="store_true", help="only the reference (e.g. to refresh assets)")
+    parser.add_argument("--no-warm-up", action="store_true",
+                        help="skip the untimed 10-location runs (when both engines' numba caches are warm already)")
     parser.add_argument("--shared", type=Path, default=DEFAULT_SHARED)
     parser.add_argument("--work", type=Path, default=ROOT / ".bench" / "losses")
     parser.add_argument("--oasis-venv", type=Path, default=Path(os.environ.get("PERILFLOW_OASIS_VENV",
@@ -105,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     env = dict(os.environ, PATH=f"{oasislmf.parent}:{os.environ.get('PATH', '')}")
 
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
-    plan = [(10, 10, 1, False)] + [(int(n), int(s), args.runs, True) for n in args.sizes.split(",")
-                                    for s in args.samples.split(",")]
+    warm_up = [] if args.no_warm_up else [(10, 10, 1, False)]
+    plan = warm_up + [(int(n), int(s), args.runs, True) for n in args.sizes.split(",")
+                      for s in args.samples.split(",")]
     for size, samples, runs, timed in plan:
         folder = args.work / f"loc{size}_s{samples}"
         folder.mkdir(parents=True, exist_ok=True)
