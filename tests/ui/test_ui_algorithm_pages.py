@@ -50,7 +50,8 @@ def test_list_and_view_of_a_succeeded_and_a_failed_task(client, gateway, setting
     assert "SUCCEEDED" in view and "python:3.11-slim" in view and "<code>python count.py</code>" in view
     assert '<pre id="output-log">counted 2 files\n</pre>' in view and "autorefresh" not in view
     output = client.get(f"/v2/algorithm-tasks/{ok}/", headers=auth("alice")).json()["output_dataset"]
-    assert f'href="http://testserver/v2/datasets/{output}/download/"' in view and "summary.csv" in view and "1 file (tar.gz)" in view
+    assert f'href="http://testserver/v2/datasets/{output}/download/"' in view
+    assert "summary.csv" in view and "1 file (tar.gz)" in view
     assert f'href="http://testserver/v2/datasets/{dataset["id"]}/download/"' in view  # the input dataset
     assert f'href="http://testserver/v2/algorithm-tasks/{ok}/output_log/"' in view
     assert f'/dags/{ALGORITHM_TASK}/runs/{ok_run}/tasks/{RUN_TASK}"' in view  # the Airflow task's log
