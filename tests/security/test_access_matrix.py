@@ -475,6 +475,8 @@ MATRIX: dict[tuple[str, str], tuple[str, Builder]] = {
     ("GET", "/ui/analyses/{analysis_pk}/"): (OBJECT, lambda w: Req(f"/ui/analyses/{w.analysis}/")),
     ("GET", "/ui/analyses/{analysis_pk}/report.html"): (OBJECT, lambda w: Req(
         f"/ui/analyses/{w.analysis}/report.html")),
+    ("GET", "/ui/algorithm-tasks/"): (SIGNED_IN, lambda w: Req("/ui/algorithm-tasks/")),
+    ("GET", "/ui/algorithm-tasks/{task_pk}/"): (OBJECT, lambda w: Req(f"/ui/algorithm-tasks/{w.algorithm_task}/")),
 }
 
 # the portfolio's four OED files: download, upload, remove
