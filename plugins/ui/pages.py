@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from perilflow.plugins.api.auth import CallerDep, DbDep, SettingsDep, api_base, get_visible, visible
 from perilflow.plugins.api.routes.analyses import gateway_of, sub_tasks, sync
 from perilflow.plugins.api.status import ACTIVE
-from perilflow.plugins.db.models import Analysis
+from perilflow.plugins.db.models import Analysis, as_utc
 from perilflow.plugins.ui.results import ResultsUnavailable, load_results
 from perilflow.report import html_report, report_sections
 
@@ -73,7 +73,7 @@ _REFRESH_JS = """
 """
 
 
-def _badge(value: str | None) -> str:
+def badge(value: str | None) -> str:
     value = value or "NEW"
     # analyses' statuses (RUN_COMPLETED, ...) and algorithm tasks' (SUCCEEDED, FAILED, RUNNING, ...)
     kind = ("ok" if value.endswith("COMPLETED") or value in ("READY", "SUCCEEDED") else
@@ -83,19 +83,16 @@ def _badge(value: str | None) -> str:
     return f'<span class="badge {kind}">{esc(value)}</span>'
 
 
-def _when(value: datetime | None) -> str:
+def when(value: datetime | None) -> str:
     if value is None:
         return ""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return esc(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    return esc(as_utc(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
-def _duration(start: datetime | None, end: datetime | None) -> str:
+def duration(start: datetime | None, end: datetime | None) -> str:
     if start is None or end is None:
         return ""
-    start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))  # SQLite returns naive UTC
-    seconds = max((end - start).total_seconds(), 0.0)
+    seconds = max((as_utc(end) - as_utc(start)).total_seconds(), 0.0)
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
@@ -142,7 +139,7 @@ def login_url(request: Request) -> str:
     return f"{airflow_root(request)}{url}" if url.startswith("/") else url
 
 
-def _page(request: Request, title: str, body: str, status_code: int = 200, refresh: bool = False) -> HTMLResponse:
+def html_page(request: Request, title: str, body: str, status_code: int = 200, refresh: bool = False) -> HTMLResponse:
     script = ""
     if refresh:
         body = (f'<p class="muted"><label><input type="checkbox" id="autorefresh" checked> refresh every '
@@ -155,6 +152,48 @@ def _page(request: Request, title: str, body: str, status_code: int = 200, refre
             f'<a href="{esc(ui_url(request, "/algorithm-tasks/"))}">algorithm tasks</a></nav>'
             f"</header><main>{body}</main>{script}</body></html>\n")
     return HTMLResponse(text, status_code=status_code)
+
+
+def visible_page(db: Any, entity: Any, caller: Any, offset: int) -> tuple[list[Any], int]:
+    """One page of the ``entity`` rows the caller may see (``PAGE_SIZE``, newest first, from ``offset``)
+    and how many there are in all."""
+    stmt = select(entity)
+    clause = visible(entity, caller)
+    if clause is not None:
+        stmt = stmt.where(clause)
+    total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+    return list(db.scalars(stmt.order_by(entity.id.desc()).limit(PAGE_SIZE).offset(offset))), total
+
+
+def list_body(title: str, noun: str, caller: Any, offset: int, shown: int, total: int, listing: str) -> str:
+    """A list page's heading, "1-50 of 120 <noun> visible to <user>", newer/older links, then ``listing``."""
+    pager = []
+    if offset > 0:
+        pager.append(f'<a href="?offset={max(offset - PAGE_SIZE, 0)}">newer</a>')
+    if offset + PAGE_SIZE < total:
+        pager.append(f'<a href="?offset={offset + PAGE_SIZE}">older</a>')
+    count = f"{offset + 1}-{offset + shown} of {total}" if shown else "0"
+    return (f"<h1>{esc(title)}</h1><p class=\"muted\">{count} {noun} visible to {esc(caller.name)}. "
+            f"{' · '.join(pager)}</p>{listing}")
+
+
+def table(css_class: str, headers: list[str], rows: list[str], empty: str) -> str:
+    """``rows`` (``<tr>`` strings) under ``headers``, or the ``empty`` paragraph when there are none."""
+    if not rows:
+        return f'<p class="muted">{empty}</p>'
+    head = "".join(f"<th>{h}</th>" for h in headers)
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def facts_table(facts: list[tuple[str, str]]) -> str:
+    """The label / value table at the top of an object's page (values are HTML)."""
+    return '<table class="facts">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>"
+
+
+def downloads(items: list[str]) -> str:
+    """The Downloads section: ``items`` (``<li>`` strings), or "No files yet."."""
+    return "<h2>Downloads</h2>" + (f'<ul class="downloads">{"".join(items)}</ul>' if items
+                                   else '<p class="muted">No files yet.</p>')
 
 
 def is_ui_request(request: Request) -> bool:
@@ -173,10 +212,10 @@ def error_page(request: Request, exc: HTTPException) -> HTMLResponse:
             "Not authenticated", "Invalid JWT token", "Token Expired"):
         body = (f"<h1>Log in to see Perilflow</h1><p>{esc(detail)}: Perilflow uses Airflow's login.</p>"
                 f'<p><a id="login" href="{esc(login_url(request))}" target="_top">Log in to Airflow</a></p>')
-        return _page(request, "Log in", body, exc.status_code)
+        return html_page(request, "Log in", body, exc.status_code)
     body = (f"<h1>{exc.status_code}</h1><p>{esc(detail)}</p>"
             f'<p><a href="{esc(ui_url(request))}">All analyses</a></p>')
-    return _page(request, f"Error {exc.status_code}", body, exc.status_code)
+    return html_page(request, f"Error {exc.status_code}", body, exc.status_code)
 
 
 @router.get("/icon.svg", summary="The nav icon (no token: Airflow's UI loads it as an image)")
@@ -194,12 +233,7 @@ def _model_label(analysis: Analysis) -> str:
 @router.get("/", response_class=HTMLResponse, summary="Analyses, newest first, with status and sub-task progress")
 def analyses_page(request: Request, db: DbDep, caller: CallerDep, settings: SettingsDep,
                   offset: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
-    stmt = select(Analysis)
-    clause = visible(Analysis, caller)
-    if clause is not None:
-        stmt = stmt.where(clause)
-    total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    analyses = list(db.scalars(stmt.order_by(Analysis.id.desc()).limit(PAGE_SIZE).offset(offset)))
+    analyses, total = visible_page(db, Analysis, caller, offset)
     gateway = gateway_of(request)
     rows, active = [], False
     for a in analyses:
@@ -209,25 +243,14 @@ def analyses_page(request: Request, db: DbDep, caller: CallerDep, settings: Sett
         link = ui_url(request, f"/analyses/{a.id}/")
         rows.append(
             f'<tr data-analysis="{a.id}"><td class="num">{a.id}</td><td><a href="{esc(link)}">{esc(a.name)}</a></td>'
-            f"<td>{_badge(a.status)}</td><td>{_progress(tasks)}</td><td>{esc(_model_label(a))}</td>"
+            f"<td>{badge(a.status)}</td><td>{_progress(tasks)}</td><td>{esc(_model_label(a))}</td>"
             f"<td>{esc(a.portfolio.name if a.portfolio else str(a.portfolio_id))}</td>"
-            f"<td>{_when(a.created)}</td><td>{_when(a.task_finished)}</td></tr>")
-    if rows:
-        table = ('<table class="analyses"><thead><tr><th>id</th><th>name</th><th>status</th><th>sub-tasks done</th>'
-                 "<th>model</th><th>portfolio</th><th>created</th><th>finished</th></tr></thead><tbody>"
-                 + "".join(rows) + "</tbody></table>")
-    else:
-        table = ('<p class="muted">No analyses yet. Create one with the API (<code>POST /perilflow/v2/analyses/'
-                 "</code>) or <code>perilflow analyses create</code>.</p>")
-    pager = []
-    if offset > 0:
-        pager.append(f'<a href="?offset={max(offset - PAGE_SIZE, 0)}">newer</a>')
-    if offset + PAGE_SIZE < total:
-        pager.append(f'<a href="?offset={offset + PAGE_SIZE}">older</a>')
-    shown = f"{offset + 1}-{offset + len(analyses)} of {total}" if analyses else "0"
-    body = (f"<h1>Analyses</h1><p class=\"muted\">{shown} analyses visible to {esc(caller.name)}. "
-            f"{' · '.join(pager)}</p>{table}")
-    return _page(request, "Analyses", body, refresh=active)
+            f"<td>{when(a.created)}</td><td>{when(a.task_finished)}</td></tr>")
+    listed = table("analyses", ["id", "name", "status", "sub-tasks done", "model", "portfolio", "created", "finished"],
+                   rows, "No analyses yet. Create one with the API (<code>POST /perilflow/v2/analyses/</code>) or "
+                   "<code>perilflow analyses create</code>.")
+    body = list_body("Analyses", "analyses", caller, offset, len(analyses), total, listed)
+    return html_page(request, "Analyses", body, refresh=active)
 
 
 _DOWNLOADS = (("output_file", "Outputs (ORD files, tar.gz)"), ("input_file", "Oasis input files (tar.gz)"),
@@ -261,35 +284,29 @@ def analysis_page(request: Request, analysis_pk: int, db: DbDep, caller: CallerD
     tasks = sub_tasks(gateway, a)
     api = f"{api_base(request)}/v2/analyses/{a.id}"
 
-    facts = [("Status", _badge(a.status)), ("Sub-tasks done", _progress(tasks)),
+    facts = [("Status", badge(a.status)), ("Sub-tasks done", _progress(tasks)),
              ("Model", esc(_model_label(a))),
              ("Portfolio", esc(a.portfolio.name if a.portfolio else str(a.portfolio_id))),
-             ("Priority", str(a.priority)), ("Created", _when(a.created)), ("Started", _when(a.task_started)),
-             ("Finished", _when(a.task_finished))]
+             ("Priority", str(a.priority)), ("Created", when(a.created)), ("Started", when(a.task_started)),
+             ("Finished", when(a.task_finished))]
     if a.dag_id and a.run_id:
         run = f"{airflow_root(request)}/dags/{quote(a.dag_id, safe='')}/runs/{quote(a.run_id, safe='')}"
         facts.append(("Airflow run", f'<a href="{esc(run)}" target="_top">{esc(a.dag_id)} / {esc(a.run_id)}</a>'))
-    body = [f"<h1>{esc(a.name)} <span class=\"muted\">#{a.id}</span></h1>",
-            '<table class="facts">' + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>"]
-
-    downloads = [f'<li><a class="download" data-file="{name}" href="{esc(f"{api}/{name}/")}">{esc(label)}</a></li>'
-                 for name, label in _DOWNLOADS if getattr(a, name)]
-    body.append("<h2>Downloads</h2>" + (f'<ul class="downloads">{"".join(downloads)}</ul>' if downloads
-                                        else '<p class="muted">No files yet.</p>'))
+    body = [f"<h1>{esc(a.name)} <span class=\"muted\">#{a.id}</span></h1>", facts_table(facts),
+            downloads([f'<li><a class="download" data-file="{name}" href="{esc(f"{api}/{name}/")}">{esc(label)}'
+                       "</a></li>" for name, label in _DOWNLOADS if getattr(a, name)])]
     body.append(_results_html(request, settings, a))
 
     rows = []
     for t in tasks:
         log = task_log_url(request, a.dag_id or "", a.run_id or "", t["task_id"].split("/")[2], t["map_index"])
-        rows.append(f'<tr data-slug="{esc(t["slug"])}"><td>{esc(t["slug"])}</td><td>{_badge(t["status"])}</td>'
-                    f'<td class="num">{t["try_number"]}</td><td>{_when(t["start_time"])}</td>'
-                    f'<td class="num">{_duration(t["start_time"], t["end_time"])}</td>'
+        rows.append(f'<tr data-slug="{esc(t["slug"])}"><td>{esc(t["slug"])}</td><td>{badge(t["status"])}</td>'
+                    f'<td class="num">{t["try_number"]}</td><td>{when(t["start_time"])}</td>'
+                    f'<td class="num">{duration(t["start_time"], t["end_time"])}</td>'
                     f'<td><a class="log" href="{esc(log)}" target="_top">log</a></td></tr>')
-    body.append("<h2>Sub-tasks</h2>" + (
-        '<table class="subtasks"><thead><tr><th>sub-task</th><th>status</th><th>try</th><th>started</th>'
-        "<th>took</th><th>Airflow</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        if rows else '<p class="muted">No sub-tasks: the analysis has not been started.</p>'))
-    return _page(request, a.name, "\n".join(body), refresh=a.status in ACTIVE)
+    body.append("<h2>Sub-tasks</h2>" + table("subtasks", ["sub-task", "status", "try", "started", "took", "Airflow"],
+                                             rows, "No sub-tasks: the analysis has not been started."))
+    return html_page(request, a.name, "\n".join(body), refresh=a.status in ACTIVE)
 
 
 @router.get("/analyses/{analysis_pk}/report.html", response_class=HTMLResponse,

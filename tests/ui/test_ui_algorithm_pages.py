@@ -8,6 +8,7 @@ where it writes them, as in tests/plugins/test_algorithms.py.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from perilflow.plugins.api.gateway import RunInfo, TaskInstanceInfo
 from perilflow.plugins.api.routes.algorithms import ALGORITHM_TASK, RUN_TASK
@@ -55,7 +56,7 @@ def test_list_and_view_of_a_succeeded_and_a_failed_task(client, gateway, setting
     assert f'href="http://testserver/v2/datasets/{dataset["id"]}/download/"' in view  # the input dataset
     assert f'href="http://testserver/v2/algorithm-tasks/{ok}/output_log/"' in view
     assert f'/dags/{ALGORITHM_TASK}/runs/{ok_run}/tasks/{RUN_TASK}"' in view  # the Airflow task's log
-    # every link on the page answers
+    # the output dataset's download link answers
     assert client.get(f"/v2/datasets/{output}/download/", headers=auth("alice")).status_code == 200
 
     failed = get(client, f"/ui/algorithm-tasks/{bad}/", "alice").text
@@ -90,8 +91,6 @@ def test_a_log_gone_from_storage_is_explained(client, gateway, settings, algorit
     folder = _write_run_outputs(settings, tid, conf["run_uuid"], 0, "ok\n", {})
     _end(gateway, run_id, "success")
     assert '<pre id="output-log">ok\n</pre>' in get(client, f"/ui/algorithm-tasks/{tid}/", "alice").text
-    from pathlib import Path
-
     Path(folder.removeprefix("file://"), "output.log").unlink()
     reply = get(client, f"/ui/algorithm-tasks/{tid}/", "alice")
     assert reply.status_code == 200 and 'id="log-unavailable"' in reply.text and "SUCCEEDED" in reply.text

@@ -50,7 +50,7 @@ from perilflow.plugins.api.auth import (
 from perilflow.plugins.api.gateway import WorkflowError, WorkflowGateway
 from perilflow.plugins.api.routes.datasets import dataset_json
 from perilflow.plugins.db.algorithms import Algorithm, AlgorithmTask, Dataset, DatasetFile, DockerImage
-from perilflow.plugins.db.models import StoredFile
+from perilflow.plugins.db.models import StoredFile, as_utc
 from perilflow.plugins.settings import ApiSettings
 
 #: the DAG and its one task (perilflow.operators.algorithms; not imported here: it loads KubernetesPodOperator)
@@ -437,8 +437,7 @@ def task_json(request: Request, t: AlgorithmTask) -> dict[str, Any]:
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
-    start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
-    return round((end - start).total_seconds(), 3)
+    return round((as_utc(end) - as_utc(start)).total_seconds(), 3)
 
 
 def _timing(t: AlgorithmTask) -> dict[str, Any]:
@@ -447,7 +446,7 @@ def _timing(t: AlgorithmTask) -> dict[str, Any]:
             "total_seconds": _seconds(t.queued_at, t.finished_at)}
 
 
-def _synced(request: Request, db: Session, settings: ApiSettings, pk: int, caller: Caller,
+def synced(request: Request, db: Session, settings: ApiSettings, pk: int, caller: Caller,
             change: bool = False) -> AlgorithmTask:
     t = (get_changeable if change else get_visible)(db, AlgorithmTask, pk, caller, "algorithm task")
     sync(db, settings, gateway_of(request), t)
@@ -480,13 +479,13 @@ def create_task(request: Request, body: AlgorithmTaskIn, db: DbDep, caller: Call
 @tasks.get("/{task_pk}/", summary="One algorithm task, its status moved on from its DAG run")
 def get_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
              ) -> dict[str, Any]:
-    return task_json(request, _synced(request, db, settings, task_pk, caller))
+    return task_json(request, synced(request, db, settings, task_pk, caller))
 
 
 @tasks.delete("/{task_pk}/", status_code=status.HTTP_204_NO_CONTENT,
               summary="Delete an algorithm task (409 while it is queued or running: cancel it first)")
 def delete_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
-    t = _synced(request, db, settings, task_pk, caller, change=True)
+    t = synced(request, db, settings, task_pk, caller, change=True)
     if t.status in ACTIVE:
         raise HTTPException(status.HTTP_409_CONFLICT, f"algorithm task {task_pk} is {t.status}; cancel it first")
     db.delete(t)
@@ -506,7 +505,7 @@ def run_conf(task: AlgorithmTask, run_uuid: str) -> dict[str, Any]:
 @tasks.post("/{task_pk}/run/", summary="Run the task (from CREATED, SUCCEEDED, FAILED or CANCELLED) -> QUEUED")
 def run_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
              ) -> dict[str, Any]:
-    t = _synced(request, db, settings, task_pk, caller, change=True)
+    t = synced(request, db, settings, task_pk, caller, change=True)
     if t.status not in RUN_FROM:
         raise HTTPException(status.HTTP_409_CONFLICT, f"algorithm task status is {t.status}; run is allowed only "
                             f"from {', '.join(sorted(RUN_FROM))}")
@@ -529,7 +528,7 @@ def run_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, setti
 @tasks.post("/{task_pk}/cancel/", summary="Cancel a QUEUED or RUNNING task -> CANCELLED")
 def cancel_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
                 ) -> dict[str, Any]:
-    t = _synced(request, db, settings, task_pk, caller, change=True)
+    t = synced(request, db, settings, task_pk, caller, change=True)
     if t.status not in ACTIVE:
         raise HTTPException(status.HTTP_409_CONFLICT, f"algorithm task status is {t.status}; cancel is allowed only "
                             "from QUEUED or RUNNING")
@@ -554,13 +553,13 @@ def cancel_task(request: Request, task_pk: int, db: DbDep, caller: CallerDep, se
 @tasks.get("/{task_pk}/status/", summary="The task's status, exit code and error")
 def task_status(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
                 ) -> dict[str, Any]:
-    t = _synced(request, db, settings, task_pk, caller)
+    t = synced(request, db, settings, task_pk, caller)
     return {"id": t.id, "status": t.status, "exit_code": t.exit_code, "error": t.error}
 
 
 @tasks.get("/{task_pk}/output_log/", summary="The algorithm's stdout and stderr", response_class=PlainTextResponse)
 def output_log(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> Response:
-    t = _synced(request, db, settings, task_pk, caller)
+    t = synced(request, db, settings, task_pk, caller)
     if not t.output_log:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"algorithm task {task_pk} has no output log yet "
                             f"(status {t.status}); the log is kept when the algorithm ends")
@@ -571,7 +570,7 @@ def output_log(request: Request, task_pk: int, db: DbDep, caller: CallerDep, set
 @tasks.get("/{task_pk}/output_dataset/", summary="The output dataset (once SUCCEEDED)")
 def output_dataset(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep
                    ) -> dict[str, Any]:
-    t = _synced(request, db, settings, task_pk, caller)
+    t = synced(request, db, settings, task_pk, caller)
     if t.output_dataset is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"algorithm task {task_pk} has no output dataset "
                             f"(status {t.status}); it is created when the task SUCCEEDED")
@@ -580,7 +579,7 @@ def output_dataset(request: Request, task_pk: int, db: DbDep, caller: CallerDep,
 
 @tasks.get("/{task_pk}/timing/", summary="When the task was created, queued, started and finished")
 def timing(request: Request, task_pk: int, db: DbDep, caller: CallerDep, settings: SettingsDep) -> dict[str, Any]:
-    t = _synced(request, db, settings, task_pk, caller)
+    t = synced(request, db, settings, task_pk, caller)
     return {"id": t.id, "status": t.status, **_timing(t)}
 
 
