@@ -27,7 +27,10 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.cfg | $(BI
 lint: install
 	$(BIN)/ruff check .
 
+# The loss kernels are compiled once, into numba's on-disk cache, before the two pytest workers start; a fresh
+# clone would otherwise have both workers and the platforms' model steps compile the same functions at once.
 test: lint chromium
+	$(BIN)/perilflow warm-up
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 # Starts the local platform in .perilflow/ (left running: `$(BIN)/perilflow platform stop` ends it) and runs the

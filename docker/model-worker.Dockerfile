@@ -46,11 +46,10 @@ RUN pip install -c /tmp/constraints.txt /tmp/wheels/perilflow-*.whl s3fs \
 
 USER 10001
 WORKDIR /var/perilflow/work
-# Warm numba's on-disk cache: a demo run compiles the GUL, FM, RI and output kernels once, here,
-# instead of in every pod. The cache lives outside the mounted volumes.
-RUN python -m perilflow.kernel.demo /tmp/demo > /dev/null \
- && perilflow run --config /tmp/demo/oasislmf.json --output-dir /tmp/demo-out > /dev/null \
- && rm -rf /tmp/demo /tmp/demo-out \
+# Warm numba's on-disk cache: `perilflow warm-up` runs the demo model with every ORD output, so the GUL,
+# FM, RI and output kernels compile once, here, instead of in every pod. The cache lives outside the
+# mounted volumes.
+RUN perilflow warm-up \
  && perilflow-worker versions
 
 ENTRYPOINT ["perilflow-worker"]

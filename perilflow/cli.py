@@ -174,6 +174,35 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warm_up(args: argparse.Namespace) -> int:
+    """Compile the loss kernels into numba's on-disk cache with one small run of the demo model.
+
+    Every ORD output is on, so every output kernel compiles too. The run is in this process
+    (one chunk), in a temporary folder. Later processes, e.g. the parallel tests of
+    ``make test`` or a platform's model steps, then load the compiled code instead of each
+    compiling the same functions at the same time.
+    """
+    import json
+    import tempfile
+    import time
+
+    import numba
+
+    from perilflow.kernel.demo import write_demo_model
+    from perilflow.kernel.demo.build import analysis_settings
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="perilflow-warm-up-") as tmp:
+        config = write_demo_model(Path(tmp) / "model")
+        settings = Path(tmp) / "analysis_settings.json"
+        settings.write_text(json.dumps(analysis_settings(every_output=True)))
+        _run(argparse.Namespace(config=str(config), analysis_settings=str(settings), oasis_files_dir=None,
+                                chunks=1, workers=1, output_dir=str(Path(tmp) / "out")))
+    where = numba.config.CACHE_DIR or "__pycache__ beside the kernel sources"
+    print(f"warm-up: the demo model ran in {time.perf_counter() - start:.1f} s; numba cache: {where}")
+    return 0
+
+
 def _convert(args: argparse.Namespace) -> int:
     from perilflow.kernel.oasis.files import convert
 
@@ -510,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="chunk processes at once (default: the CPU count)")
     run.add_argument("--output-dir", required=True, help="folder for input/, run/ and output/")
     run.set_defaults(func=_run)
+
+    warm = sub.add_parser(
+        "warm-up", help="compile the loss kernels into numba's on-disk cache (one small demo-model run with every "
+                        "ORD output), so that later processes load them instead of compiling")
+    warm.set_defaults(func=_warm_up)
 
     conv = sub.add_parser("convert", help="convert an Oasis input file between csv and bin (by extension)")
     conv.add_argument("src", help="source file, .csv or .bin")

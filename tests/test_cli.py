@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("command", [
-    [], ["fm-run"], ["exposure-run"], ["generate-files"], ["convert"], ["run"], ["db", "migrate"], ["demo"],
+    [], ["fm-run"], ["exposure-run"], ["generate-files"], ["convert"], ["run"], ["warm-up"], ["db", "migrate"],
+    ["demo"],
     ["platform"], ["platform", "start"], ["platform", "stop"], ["platform", "status"], ["models", "register"],
     ["portfolios", "upload"], *(["analyses", c] for c in ("create", "run", "generate-inputs", "run-losses", "cancel",
                                                            "resume", "status", "wait", "download"))])
@@ -32,6 +34,27 @@ def test_help_everywhere(command: list[str]) -> None:
 
 def test_unknown_command_is_a_usage_error() -> None:
     assert run("no-such-command").returncode == 2
+
+
+@pytest.mark.slow
+def test_warm_up_fills_an_empty_numba_cache_that_a_second_run_only_reads(tmp_path: Path) -> None:
+    """``make test`` runs ``perilflow warm-up`` before its parallel tests: every loss kernel of a run must land
+    in the cache (GUL, FM, and each ORD output), and a second run must load them, not compile them again."""
+    cache = tmp_path / "numba"
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    cmd = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "perilflow.cli"]
+    first = subprocess.run([*cmd, "warm-up"], capture_output=True, text=True, timeout=900, env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"numba cache: {cache}" in first.stdout
+    indexes = {p.name: p.stat().st_mtime_ns for p in cache.rglob("*.nbi")}
+    for kernel in ("core.sample_events", "random.philox4x32_7", "compute._compute_events", "summary._summarise_kernel",
+                   "elt._selt_kernel", "elt._melt_kernel", "elt._qelt_kernel", "plt._splt_kernel", "plt._mplt_kernel",
+                   "plt._qplt_kernel", "aal._aal_kernel", "ept._ep_kernel", "writers._format_kernel"):
+        assert any(name.startswith(kernel + "-") for name in indexes), f"{kernel} was not cached"
+
+    second = subprocess.run([*cmd, "warm-up"], capture_output=True, text=True, timeout=900, env=env)
+    assert second.returncode == 0, second.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in cache.rglob("*.nbi")} == indexes, "the second run compiled again"
 
 
 @pytest.mark.reference

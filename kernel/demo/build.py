@@ -201,10 +201,17 @@ def model_settings(n_events: int) -> dict[str, Any]:
     }
 
 
-def analysis_settings() -> dict[str, Any]:
-    """GUL, IL and RI for the whole portfolio (summary set 1): ALT, full-uncertainty OEP/AEP, ELT."""
-    ord_output = {"alt_period": True, "ept_full_uncertainty_aep": True, "ept_full_uncertainty_oep": True,
-                  "elt_moment": True, "elt_sample": True, "return_period_file": True}
+def analysis_settings(every_output: bool = False) -> dict[str, Any]:
+    """GUL, IL and RI for the whole portfolio (summary set 1): ALT, full-uncertainty OEP/AEP, ELT.
+
+    With ``every_output``, every ORD output instead (all of ELT, PLT, ALT with ALCT, EPT and
+    PSEPT), as ``perilflow warm-up`` runs it to compile every output kernel.
+    """
+    if every_output:
+        ord_output = dict.fromkeys([*_ORD_METRICS, "alct_convergence", "return_period_file"], True)
+    else:
+        ord_output = {"alt_period": True, "ept_full_uncertainty_aep": True, "ept_full_uncertainty_oep": True,
+                      "elt_moment": True, "elt_sample": True, "return_period_file": True}
     summaries = [{"id": 1, "ord_output": dict(ord_output)}]
     return {
         "version": "3",

@@ -170,7 +170,7 @@ def test_model_worker_runs_the_worker_contract() -> None:
     assert "NUMBA_CACHE_DIR=/var/cache/perilflow/numba" in env
     # the numba cache is warmed at build, as the runtime user, after everything is installed
     words = [word for word, _ in final]
-    warm = next(i for i, (word, rest) in enumerate(final) if word == "RUN" and "perilflow run" in rest)
+    warm = next(i for i, (word, rest) in enumerate(final) if word == "RUN" and "perilflow warm-up" in rest)
     assert words.index("USER") < warm
     assert max(i for i, (word, rest) in enumerate(final) if word == "RUN" and "pip install" in rest) < warm
     entry = {ep.name: ep.value for ep in metadata.entry_points(group="console_scripts")}
