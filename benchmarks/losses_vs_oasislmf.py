@@ -6,7 +6,9 @@ reinsurance files and every ORD output (``ord_all_outputs_s10.json`` with
 ``number_of_samples`` replaced) -- from OED to output files, each in its own process. We
 record wall time, CPU time (user + system of every waited-for descendant, from rusage) and
 peak RSS of the process tree (sampled every 0.2 s with psutil), ``--runs`` times, and report
-medians and ratios. Runs interleave: run 1 of each engine, then run 2, and so on.
+medians and ratios. Runs interleave: run 1 of each engine, then run 2, and so on. After a
+cell's runs, the two engines' outputs are compared table by table (``benchmarks.agreement``:
+deterministic quantities, sampled AAL, sampled EPT) and the differences go into the results.
 
 The reference runs from its own virtual environment (``.bench/oasis-venv``, created with
 ``pip install 'oasislmf[extra]==2.5.8' 'pandas<3'`` when missing); Perilflow never imports
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.agreement import compare_ord_outputs, summary_line
 from benchmarks.inputs_vs_oasislmf import DEFAULT_SHARED, ROOT, ensure_reference_venv, machine
 
 LOCATION_FILES = {10: "tests/inputs/SourceLocOEDPiWind10.csv", 12598: "tests/inputs/SourceLocOEDPiWind.csv",
@@ -137,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     args.out.parent.mkdir(parents=True, exist_ok=True)
                     args.out.write_text(json.dumps(report, indent=2))  # after every run: a stopped run keeps the rest
+        if timed and {"perilflow", "oasislmf"} <= set(tools):
+            # the same answers? the last run of each engine, table by table (benchmarks.agreement)
+            agreement = compare_ord_outputs(folder / "out_perilflow" / "output", folder / "out_oasislmf" / "output")
+            report[f"loc{size}_s{samples}"]["agreement"] = agreement
+            print(f"loc{size} S{samples} agreement: {summary_line(agreement)}", flush=True)
+            args.out.write_text(json.dumps(report, indent=2))
     for key, tools_ in report.items():
         if {"perilflow", "oasislmf"} <= set(tools_):
             a, b = tools_["oasislmf"]["median"], tools_["perilflow"]["median"]

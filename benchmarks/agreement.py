@@ -1,0 +1,127 @@
+"""How closely two engines' ORD outputs agree: perilflow's against the reference's, file by file.
+
+The losses benchmark runs both engines on the same inputs; this module compares what they
+wrote, as issue 4 states its criteria:
+
+* **deterministic** quantities -- ALT ``SampleType`` 1, EPT ``EPCalc`` 1, MELT / MPLT
+  ``SampleType`` 1, SELT / SPLT ``SampleId`` -1 (the analytical mean), and every exposure column
+  (``FootprintExposure``, ``MeanImpactedExposure``, ``MaxImpactedExposure``, ``ImpactedExposure``):
+  within a relative 1e-5;
+* the **sampled AAL** (ALT ``SampleType`` 2): within 0.5%;
+* the **sampled EPT** losses at 10-1000 years (``EPCalc`` 2-4): within 2%.
+
+Rows are matched by their integer key columns (event, period, summary, sample, ...), which must
+be equal in both files. A relative difference is ``|ours - ref| / max(|ref|, 1)``: one monetary
+unit is the floor, so float32 noise around zero is not reported as a large relative error.
+
+    python -m benchmarks.agreement OURS_OUTPUT_DIR REFERENCE_OUTPUT_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TOLERANCE = {"deterministic": 1e-5, "sampled_aal": 5e-3, "sampled_ept_10_1000": 2e-2}
+EXPOSURE_COLUMNS = ("FootprintExposure", "MeanImpactedExposure", "MaxImpactedExposure", "ImpactedExposure")
+#: the column that says whether a row is the analytical mean, and its value there, per table
+DETERMINISTIC_ROW = {"palt": ("SampleType", 1), "ept": ("EPCalc", 1), "melt": ("SampleType", 1),
+                     "mplt": ("SampleType", 1), "selt": ("SampleId", -1), "splt": ("SampleId", -1)}
+LOSS_COLUMNS = ("MeanLoss", "SDLoss", "MaxLoss", "Loss")
+
+
+def relative_difference(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``|ours - ref| / max(|ref|, 1)``; 0 where both are NaN."""
+    ours, ref = np.asarray(ours, float), np.asarray(ref, float)
+    both_nan = np.isnan(ours) & np.isnan(ref)
+    rel = np.abs(ours - ref) / np.maximum(np.abs(ref), 1.0)
+    return np.where(both_nan, 0.0, rel)
+
+
+def _aligned(ours_path: Path, ref_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ours, ref = pd.read_csv(ours_path), pd.read_csv(ref_path)
+    keys = [c for c in ref.columns if ref[c].dtype.kind in "iu"]
+    if list(ours.columns) != list(ref.columns):
+        raise ValueError(f"{ours_path.name}: columns {list(ours.columns)} differ from the reference's "
+                         f"{list(ref.columns)}")
+    if ours.shape != ref.shape or not np.array_equal(ours[keys].to_numpy(), ref[keys].to_numpy()):
+        raise ValueError(f"{ours_path.name}: rows differ from the reference's ({len(ours)} against {len(ref)}, "
+                         f"keys {keys})")
+    return ours, ref
+
+
+def _worst(values: list[np.ndarray]) -> dict[str, float]:
+    joined = np.concatenate(values) if values else np.zeros(0)
+    if joined.size == 0:
+        return {"max": 0.0, "median": 0.0, "values": 0}
+    return {"max": float(joined.max()), "median": float(np.median(joined)), "values": int(joined.size)}
+
+
+def compare_ord_outputs(ours: Path, ref: Path) -> dict[str, Any]:
+    """Relative differences of every ORD table both folders hold, grouped by the criteria above."""
+    groups: dict[str, list[np.ndarray]] = {"deterministic": [], "sampled_aal": [], "sampled_ept_10_1000": [],
+                                           "sampled_other": []}
+    tables = []
+    for ref_file in sorted(ref.glob("*_S*_*.csv")):
+        ours_file = ours / ref_file.name
+        table = ref_file.stem.split("_")[-1]
+        if table == "summary-info" or not ours_file.exists():
+            continue
+        tables.append(ref_file.name)
+        a, b = _aligned(ours_file, ref_file)
+        det_column, det_value = DETERMINISTIC_ROW.get(table, (None, None))
+        is_det = (b[det_column] == det_value).to_numpy() if det_column else np.zeros(len(b), bool)
+        for column in EXPOSURE_COLUMNS:
+            if column in b.columns:
+                groups["deterministic"].append(relative_difference(a[column], b[column]))
+        for column in LOSS_COLUMNS:
+            if column not in b.columns:
+                continue
+            rel = relative_difference(a[column], b[column])
+            if column == "SDLoss" and table in ("melt", "mplt"):
+                continue  # the SD of equal samples is float32 noise around 0 in both engines: not a criterion
+            groups["deterministic"].append(rel[is_det])
+            if table == "palt":
+                groups["sampled_aal"].append(rel[(b["SampleType"] == 2).to_numpy()])
+            elif table == "ept":
+                rp = b["ReturnPeriod"].to_numpy()
+                groups["sampled_ept_10_1000"].append(rel[~is_det & (rp >= 10) & (rp <= 1000)])
+            else:
+                groups["sampled_other"].append(rel[~is_det])
+    result: dict[str, Any] = {"tables": len(tables)}
+    for name, values in groups.items():
+        result[name] = _worst(values)
+        if name in TOLERANCE:
+            result[name]["tolerance"] = TOLERANCE[name]
+            result[name]["within"] = result[name]["max"] <= TOLERANCE[name]
+    return result
+
+
+def summary_line(result: dict[str, Any]) -> str:
+    parts = [f"{result['tables']} tables"]
+    for name in ("deterministic", "sampled_aal", "sampled_ept_10_1000", "sampled_other"):
+        r = result[name]
+        mark = "" if "within" not in r else (" ok" if r["within"] else f" OVER {r['tolerance']:g}")
+        parts.append(f"{name} max {r['max']:.1e} median {r['median']:.0e}{mark}")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("ours", type=Path, help="perilflow's output folder")
+    parser.add_argument("reference", type=Path, help="the reference's output folder")
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    args = parser.parse_args(argv)
+    result = compare_ord_outputs(args.ours, args.reference)
+    print(json.dumps(result, indent=2) if args.json else summary_line(result))
+    return 0 if all(result[k].get("within", True) for k in TOLERANCE) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
