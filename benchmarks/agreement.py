@@ -87,9 +87,9 @@ def compare_ord_outputs(ours: Path, ref: Path) -> dict[str, Any]:
             if column == "SDLoss" and table in ("melt", "mplt"):
                 continue  # the SD of equal samples is float32 noise around 0 in both engines: not a criterion
             groups["deterministic"].append(rel[is_det])
-            if table == "palt":
+            if table == "palt" and column == "MeanLoss":
                 groups["sampled_aal"].append(rel[(b["SampleType"] == 2).to_numpy()])
-            elif table == "ept":
+            elif table == "ept":  # (every EPT loss column is "Loss")
                 rp = b["ReturnPeriod"].to_numpy()
                 groups["sampled_ept_10_1000"].append(rel[~is_det & (rp >= 10) & (rp <= 1000)])
             else:

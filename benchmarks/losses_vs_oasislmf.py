@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = warm_up + [(int(n), int(s), args.runs, True) for n in args.sizes.split(",")
                       for s in args.samples.split(",")]
     for size, samples, runs, timed in plan:
-        folder = args.work / f"loc{size}_s{samples}"
+        key = f"loc{size}_s{samples}"
+        folder = args.work / key
         folder.mkdir(parents=True, exist_ok=True)
         config = write_config(folder, args.shared, size, samples)
         # Runs interleave (run 1 of each engine, then run 2, ...): the shared VMs drift by 10-20% over an
@@ -131,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
                 figures[tool].append(result)
                 if timed:
                     print(f"{tool} loc{size} S{samples} run {r + 1}: {result}", flush=True)
-                    key = f"loc{size}_s{samples}"
                     runs_ = figures[tool]
                     report.setdefault(key, {})[tool] = {
                         "runs": runs_,
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         if timed and {"perilflow", "oasislmf"} <= set(tools):
             # the same answers? the last run of each engine, table by table (benchmarks.agreement)
             agreement = compare_ord_outputs(folder / "out_perilflow" / "output", folder / "out_oasislmf" / "output")
-            report[f"loc{size}_s{samples}"]["agreement"] = agreement
+            report[key]["agreement"] = agreement
             print(f"loc{size} S{samples} agreement: {summary_line(agreement)}", flush=True)
             args.out.write_text(json.dumps(report, indent=2))
     for key, tools_ in report.items():

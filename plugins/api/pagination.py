@@ -36,11 +36,16 @@ def page(request: Request, count: int, limit: int, offset: int, results: list[An
             "results": results}
 
 
+def count_rows(db: Session, stmt: Select[Any]) -> int:
+    """How many rows ``stmt`` selects (its ordering dropped)."""
+    return db.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+
+
 def paginate(request: Request, db: Session, stmt: Select[Any], limit: int | None, offset: int,
              to_json: Callable[[Any], dict[str, Any]]) -> list[dict[str, Any]] | dict[str, Any]:
     """Run ``stmt`` (ORM entities, ordered) as a plain list, or one page of it when ``limit`` is given."""
     if limit is None:
         return [to_json(row) for row in db.scalars(stmt)]
-    count = db.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0
+    count = count_rows(db, stmt)
     rows = [to_json(row) for row in db.scalars(stmt.limit(limit).offset(offset))]
     return page(request, count, limit, offset, rows)

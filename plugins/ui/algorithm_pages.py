@@ -39,15 +39,16 @@ from perilflow.plugins.ui.pages import (
 LOG_TAIL_BYTES = 64 * 1024
 
 
-def log_tail(settings: ApiSettings, uri: str, limit: int = LOG_TAIL_BYTES) -> tuple[str, int]:
-    """The last ``limit`` bytes of the log at ``uri`` as text (from a line start when cut), and its size."""
+def log_tail(settings: ApiSettings, uri: str, limit: int = LOG_TAIL_BYTES) -> tuple[str, int, int]:
+    """The last ``limit`` bytes of the log at ``uri`` as text (from a line start when cut), how many bytes
+    that text came from, and the log's size."""
     with files.storage_path(settings, uri).open("rb") as handle:
         size = handle.seek(0, 2)
         handle.seek(max(size - limit, 0))
         data = handle.read()
     if size > limit and b"\n" in data:
         data = data.split(b"\n", 1)[1]  # a cut line's end would read as a line of its own
-    return data.decode("utf-8", errors="replace"), size
+    return data.decode("utf-8", errors="replace"), len(data), size
 
 
 def _files(n: int) -> str:
@@ -87,11 +88,11 @@ def _log_html(settings: ApiSettings, t: AlgorithmTask, api: str) -> str:
                "the task has not run" if t.status == "CREATED" else "none was collected")
         return f'<h2>Output log</h2><p class="muted" id="no-log">No output log ({why}).</p>'
     try:
-        text, size = log_tail(settings, t.output_log)
+        text, shown, size = log_tail(settings, t.output_log)
     except OSError as exc:  # gone from storage, or storage down: say so, keep the rest of the page
         return (f'<h2>Output log</h2><p class="note" id="log-unavailable">The output log cannot be read: '
                 f"{esc(str(exc))}</p>")
-    cut = (f'<p class="muted">The last {len(text.encode()):,} of {size:,} bytes; '
+    cut = (f'<p class="muted">The last {shown:,} of {size:,} bytes; '
            f'<a href="{esc(api)}/output_log/">the whole log</a>.</p>') if size > LOG_TAIL_BYTES else ""
     return f'<h2>Output log</h2>{cut}<pre id="output-log">{esc(text)}</pre>'
 

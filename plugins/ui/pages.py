@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from perilflow.plugins.api.auth import CallerDep, DbDep, SettingsDep, api_base, get_visible, visible
+from perilflow.plugins.api.auth import Caller, CallerDep, DbDep, SettingsDep, api_base, get_visible, visible
+from perilflow.plugins.api.pagination import count_rows
 from perilflow.plugins.api.routes.analyses import gateway_of, sub_tasks, sync
 from perilflow.plugins.api.status import ACTIVE
 from perilflow.plugins.db.models import Analysis, as_utc
 from perilflow.plugins.ui.results import ResultsUnavailable, load_results
 from perilflow.report import html_report, report_sections
+
+T = TypeVar("T")
 
 #: The UI's path inside the Perilflow app (mounted at /perilflow on the api-server).
 UI_PREFIX = "/ui"
@@ -154,15 +158,15 @@ def html_page(request: Request, title: str, body: str, status_code: int = 200, r
     return HTMLResponse(text, status_code=status_code)
 
 
-def visible_page(db: Any, entity: Any, caller: Any, offset: int) -> tuple[list[Any], int]:
+def visible_page(db: Session, entity: type[T], caller: Caller, offset: int) -> tuple[list[T], int]:
     """One page of the ``entity`` rows the caller may see (``PAGE_SIZE``, newest first, from ``offset``)
     and how many there are in all."""
     stmt = select(entity)
     clause = visible(entity, caller)
     if clause is not None:
         stmt = stmt.where(clause)
-    total = db.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    return list(db.scalars(stmt.order_by(entity.id.desc()).limit(PAGE_SIZE).offset(offset))), total
+    rows = db.scalars(stmt.order_by(entity.id.desc()).limit(PAGE_SIZE).offset(offset))  # type: ignore[attr-defined]
+    return list(rows), count_rows(db, stmt)
 
 
 def list_body(title: str, noun: str, caller: Any, offset: int, shown: int, total: int, listing: str) -> str:
