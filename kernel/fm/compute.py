@@ -453,7 +453,31 @@ def _mark_event(item_rows, active, node_active, start_nodes, slot, own_slot, kid
 
 
 @njit(cache=True, nogil=True)
-def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, kid_of_ptr, kid_of, out_node):
+def _event_outputs(records, node_active, out_node, item_out_ptr, item_outs, outs):
+    """Write an event's output rows into ``outs`` in the reference's (fmpy's) order; returns how many.
+
+    With outputs at the items (``item_out_ptr`` has a row per item; allocation rules 1-3) they come
+    record by record in the order of the event's input records, each item's layers in order: fmpy
+    writes its item level in the order the items came in, so the next pass and the summaries add
+    the outputs in the reference's order. Outputs above the items (rule 0) come in output-id order.
+    """
+    n = 0
+    if item_out_ptr.shape[0] > 1:
+        for r in records:
+            for j in range(item_out_ptr[r], item_out_ptr[r + 1]):
+                outs[n] = item_outs[j]
+                n += 1
+    else:
+        for o in range(out_node.shape[0]):
+            if node_active[out_node[o]]:
+                outs[n] = o
+                n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, kid_of_ptr, kid_of, out_node,
+                   item_out_ptr, item_outs):
     """Per event: the outputs that carry loss (those above at least one hit item), and the slots it
     touches (the work-space rows it needs)."""
     n_events = event_ptr.shape[0] - 1
@@ -463,14 +487,14 @@ def _count_outputs(event_ptr, item_row, n_slots, start_nodes, slot, own_slot, ki
     node_active = np.zeros(slot.shape[0], dtype=np.bool_)
     stack = np.empty(n_slots, dtype=np.int64)
     loc = np.empty(n_slots, dtype=np.int64)
+    outs = np.empty(out_node.shape[0], dtype=np.int64)
     for e in range(n_events):
         active[:] = False
         node_active[:] = False
-        rows[e] = _mark_event(item_row[event_ptr[e]:event_ptr[e + 1]], active, node_active, start_nodes, slot,
-                              own_slot, kid_of_ptr, kid_of, stack, loc)
-        for o in range(out_node.shape[0]):
-            if node_active[out_node[o]]:
-                counts[e] += 1
+        records = item_row[event_ptr[e]:event_ptr[e + 1]]
+        rows[e] = _mark_event(records, active, node_active, start_nodes, slot, own_slot, kid_of_ptr, kid_of, stack,
+                              loc)
+        counts[e] = _event_outputs(records, node_active, out_node, item_out_ptr, item_outs, outs)
     return counts, rows
 
 
@@ -480,7 +504,7 @@ def _compute_events(
     n_items, allocation_rule, net, with_extras, start_nodes, kid_of_ptr, kid_of,
     n_slots, max_layers, level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
     slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows,
-    rules, terms, out_node, out_layer, defer_top, top_of,
+    rules, terms, out_node, out_layer, defer_top, top_of, item_out_ptr, item_outs,
 ):
     """Sparse run of events e0..e1-1: only the hit items and the nodes above them are computed.
 
@@ -493,6 +517,7 @@ def _compute_events(
     The FM's column ``i`` is ``losses[:, in_cols[i]]`` and goes to ``out_losses[:, out_cols[i]]``.
     With ``defer_top`` the top level's back-allocation, the net of the layers and the output
     records are one pass (``_fused_outputs``; ``top_of[item]``: the item's top node or -1).
+    Each event's output records come in ``_event_outputs``' order.
     """
     n_cols = in_cols.shape[0]
     n_levels = level_ptr.shape[0] - 1
@@ -505,6 +530,7 @@ def _compute_events(
     stack = np.empty(n_slots, dtype=np.int64)
     loc = np.zeros(n_slots, dtype=np.int64)
     rec_of = np.zeros(n_items, dtype=np.int64)
+    outs = np.empty(out_node.shape[0], dtype=np.int64)
     for e in range(e0, e1):
         active[:] = False
         node_active[:] = False
@@ -524,37 +550,38 @@ def _compute_events(
                 level_ptr, work_ptr, work, slot, own_slot, children_ptr, children,
                 slot_base_ptr, slot_base, layer_len, profile_len, cross_layer, prof_ptr, prof_rows, rules, terms,
                 defer_top, top_factor)
+        n_out = _event_outputs(item_row[event_ptr[e]:event_ptr[e + 1]], node_active, out_node, item_out_ptr,
+                               item_outs, outs)
         if defer_top:
-            _fused_outputs(out_ptr[e], loss, loc, n_layers, node_active, losses, rec_of, in_cols, net, slot, layer_len,
-                           profile_len, top0, top_of, top_factor, out_node, out_layer, out_index, out_losses, out_cols)
+            _fused_outputs(out_ptr[e], outs[:n_out], loss, loc, n_layers, losses, rec_of, in_cols, net, slot,
+                           layer_len, profile_len, top0, top_of, top_factor, out_node, out_layer, out_index, out_losses,
+                           out_cols)
             continue
         w = out_ptr[e]
-        for o in range(out_node.shape[0]):
-            if node_active[out_node[o]]:
-                s = slot[out_node[o]]
-                q = out_layer[o] if out_layer[o] < n_layers[s] else 0
-                out_index[w] = o
-                ls = loc[s]
-                for i in range(n_cols):
-                    out_losses[w, out_cols[i]] = loss[ls, q, i]
-                w += 1
+        for o in outs[:n_out]:
+            s = slot[out_node[o]]
+            q = out_layer[o] if out_layer[o] < n_layers[s] else 0
+            out_index[w] = o
+            ls = loc[s]
+            for i in range(n_cols):
+                out_losses[w, out_cols[i]] = loss[ls, q, i]
+            w += 1
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def _fused_outputs(w, loss, loc, n_layers, node_active, inp, rec_of, in_cols, net, slot, layer_len, profile_len,
+def _fused_outputs(w, outs, loss, loc, n_layers, inp, rec_of, in_cols, net, slot, layer_len, profile_len,
                    top0, top_of, top_factor, out_node, out_layer, out_index, out_losses, out_cols):
     """Output records of one event whose top level deferred its back-allocation (``_levels``).
 
     Item ``s``'s layer ``q`` is its row times its top node's factor (when that node has terms for
     layer ``q``), a layer it lacks is a copy of layer 0, and with ``net`` each layer's net is what
     is left after it: the same operations as back-allocation, the net pass and the output copy,
-    in one read of each item row. Outputs are item nodes (allocation rule 2). Returns the next row.
+    in one read of each item row. ``outs``: the event's output rows (``_event_outputs``), item nodes
+    (allocation rule 2). Returns the next row.
     """
     n_cols = in_cols.shape[0]
-    for o in range(out_node.shape[0]):
+    for o in outs:
         k = out_node[o]
-        if not node_active[k]:
-            continue
         s = slot[k]
         ls = loc[s]
         t = top_of[s]
@@ -701,6 +728,22 @@ def top_items(plan: FMPlan) -> np.ndarray | None:
     return top_of if fusable else None
 
 
+def item_outputs(plan: FMPlan) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (ptr per item, output rows in layer order) of the outputs at the items, or two empty arrays
+    when some output is above the items (allocation rule 0). Computed once per plan."""
+    if plan.item_outputs_cache is not None:
+        return plan.item_outputs_cache
+    empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+    if plan.out_node.shape[0] == 0 or not bool(np.all(plan.out_node < plan.level_ptr[1])):
+        plan.item_outputs_cache = empty
+        return empty
+    order = np.lexsort((plan.out_layer, plan.out_node)).astype(np.int64)   # item node = item row
+    ptr = np.zeros(plan.n_items + 1, dtype=np.int64)
+    np.cumsum(np.bincount(plan.out_node, minlength=plan.n_items), out=ptr[1:])
+    plan.item_outputs_cache = (ptr, order)
+    return plan.item_outputs_cache
+
+
 def run_fm(
     plan: FMPlan, losses: np.ndarray, net: bool = False, block: int = 64, threads: int | None = None
 ) -> np.ndarray:
@@ -840,7 +883,10 @@ def run_fm_events(
     Returns
     -------
     out_ptr : int64[n_events + 1]   CSR of the outputs per event
-    out_index : int64[n_out]        row into ``plan.output_id`` of each output record (increasing per event)
+    out_index : int64[n_out]        row into ``plan.output_id`` of each output record, in the reference's
+                                    order: outputs at the items (allocation rules 1-3) record by record as
+                                    ``item_row`` lists them, each item's layers in order; outputs above
+                                    the items (rule 0) in increasing output id
     out_losses : float64 or float32[n_out, out_width]
         the dtype of ``losses``: the FM computes in float64 and a float32 output holds each result
         rounded once, as the reference's float32 stream between its FM processes
@@ -873,8 +919,9 @@ def run_fm_events(
     kid_of_ptr, kid_of = slot_parents(plan)
     top_of = top_items(plan) if fuse_top else None
     n_events = event_ptr.shape[0] - 1
+    item_out_ptr, item_outs = item_outputs(plan)
     counts, rows = _count_outputs(event_ptr, item_row, plan.n_slots, plan.start_nodes, plan.slot, plan.own_slot,
-                                  kid_of_ptr, kid_of, plan.out_node)
+                                  kid_of_ptr, kid_of, plan.out_node, item_out_ptr, item_outs)
     out_ptr = np.zeros(n_events + 1, dtype=np.int64)
     np.cumsum(counts, out=out_ptr[1:])
     out_index = np.empty(out_ptr[-1], dtype=np.int64)
@@ -915,7 +962,7 @@ def run_fm_events(
             plan.children_ptr, plan.children, ptr, flat, plan.layer_len, plan.profile_len,
             plan.cross_layer, plan.prof_ptr, plan.prof_rows, plan.rules, plan.terms,
             plan.out_node, plan.out_layer, top_of is not None,
-            top_of if top_of is not None else np.zeros(0, dtype=np.int64),
+            top_of if top_of is not None else np.zeros(0, dtype=np.int64), item_out_ptr, item_outs,
         )
 
     if workers == 1:

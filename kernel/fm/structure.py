@@ -76,6 +76,7 @@ class FMPlan:
     slot_parents_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.slot_parents
     work_nodes_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.work_nodes
     top_items_cache: np.ndarray | None = None  # filled by compute.top_items
+    item_outputs_cache: tuple[np.ndarray, np.ndarray] | None = None  # filled by compute.item_outputs
 
 
 # ---------------------------------------------------------------------------------------------

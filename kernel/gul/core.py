@@ -84,8 +84,6 @@ ITEM_TABLE_DTYPE = np.dtype([
     ("coverage", np.int64),        # 0-based coverage index
     ("damage_stream", np.int64),   # row of the damage random streams
     ("hazard_stream", np.int64),   # row of the hazard random streams
-    ("rank", np.int64),            # position in item_id order
-    ("alloc_key", np.int64),       # coverage * n_items + position in (areaperil, vulnerability, item_id) order
 ], align=True)
 
 #: A random stream: the uniforms of one (group, peril correlation group, correlation) combination.
@@ -502,7 +500,7 @@ def stream_rows(stream_ids, streams, hazard, generator, event_id, base_seed, see
 
 @nb.njit(cache=True)
 def _sample_event(event_id, fp_start, fp_end, fp_intensity, fp_probability, fp_ap_index, ap_item_ptr, ap_items,
-                  items, damage_streams, hazard_streams, rank_to_row, coverage_tiv, vuln_pdfs, vuln_adj, damage_bins,
+                  items, damage_streams, hazard_streams, coverage_tiv, vuln_pdfs, vuln_adj, damage_bins,
                   n_samples, alloc_rule, effective, seeds_valid, generator, base_seed, threshold, inverse_table,
                   cdf_table, base, n_hit, item_row, losses):
     """Fill ``item_row[base:base+n_hit]`` and ``losses[base:base+n_hit]`` for one event."""
@@ -533,15 +531,28 @@ def _sample_event(event_id, fp_start, fp_end, fp_intensity, fp_probability, fp_a
             needs_hazard[h] = uncertain
             h += 1
 
-    # 2. output rows in item_id order
-    ranks = np.empty(n_hit, dtype=np.int64)
+    # 2. output rows in the reference's order: coverage by coverage, the coverages in the order the walk
+    #    above first meets them, each coverage's items in walk order. Float32 sums downstream (the FM's
+    #    input, the summaries) then add in the order the reference adds, which their last bits depend on.
+    coverage_of = np.empty(n_hit, dtype=np.int64)
     for h in range(n_hit):
-        ranks[h] = items[hits[h]]["rank"]
-    by_rank = np.argsort(ranks)
+        coverage_of[h] = items[hits[h]]["coverage"]
+    by_coverage = np.argsort(coverage_of, kind="mergesort")   # stable: walk order within a coverage
+    keys = np.empty(n_hit, dtype=np.int64)
+    first = 0
+    while first < n_hit:
+        last = first + 1
+        while last < n_hit and coverage_of[by_coverage[last]] == coverage_of[by_coverage[first]]:
+            last += 1
+        first_hit = by_coverage[first]   # the coverage's first hit in walk order
+        for i in range(first, last):
+            keys[by_coverage[i]] = first_hit * n_hit + by_coverage[i]
+        first = last
+    by_key = np.argsort(keys)
     out = np.empty(n_hit, dtype=np.int64)
     for i in range(n_hit):
-        item_row[base + i] = rank_to_row[ranks[by_rank[i]]]
-        out[by_rank[i]] = base + i
+        item_row[base + i] = hits[by_key[i]]
+        out[by_key[i]] = base + i
 
     # 3. random rows, keyed by (event, stream)
     samples = max(n_samples, 0)
@@ -615,25 +626,18 @@ def _sample_event(event_id, fp_start, fp_end, fp_intensity, fp_probability, fp_a
                     losses[o, N_SPECIAL + s] = np.float32(loss)
             h = pair_end
 
-    # 5. per coverage: TIV share, allocation rule, threshold
-    alloc_keys = np.empty(n_hit, dtype=np.int64)
-    for h in range(n_hit):
-        alloc_keys[h] = items[hits[h]]["alloc_key"]
-    order = np.argsort(alloc_keys)
-    rows = np.empty(n_hit, dtype=np.int64)
-    for i in range(n_hit):
-        rows[i] = out[order[i]]
+    # 5. per coverage (its rows are consecutive, in walk order): TIV share, allocation rule, threshold
     first = 0
     while first < n_hit:
-        coverage = items[hits[order[first]]]["coverage"]
+        coverage = coverage_of[by_key[first]]
         last = first + 1
-        while last < n_hit and items[hits[order[last]]]["coverage"] == coverage:
+        while last < n_hit and coverage_of[by_key[last]] == coverage:
             last += 1
         tiv = coverage_tiv[coverage]
         share = np.float32(tiv / (last - first))
-        for i in range(first, last):
-            losses[rows[i], TIV] = share
-        allocate(losses, rows[first:last], tiv, alloc_rule)
+        for r in range(base + first, base + last):
+            losses[r, TIV] = share
+        allocate(losses, np.arange(base + first, base + last), tiv, alloc_rule)
         first = last
     if threshold > 0:
         for r in range(base, base + n_hit):
@@ -644,7 +648,7 @@ def _sample_event(event_id, fp_start, fp_end, fp_intensity, fp_probability, fp_a
 
 @nb.njit(cache=True, parallel=True)
 def sample_events(event_ids, fp_ptr, fp_intensity, fp_probability, fp_ap_index, ap_item_ptr, ap_items, items,
-                  damage_streams, hazard_streams, rank_to_row, coverage_tiv, vuln_pdfs, vuln_adj, damage_bins,
+                  damage_streams, hazard_streams, coverage_tiv, vuln_pdfs, vuln_adj, damage_bins,
                   n_samples, alloc_rule, effective, seeds_valid, generator, base_seed, threshold, inverse_table,
                   cdf_table, event_ptr, item_row, losses):
     """Sample the ground-up losses of a block of events, events in parallel.
@@ -665,8 +669,6 @@ def sample_events(event_ids, fp_ptr, fp_intensity, fp_probability, fp_ap_index, 
         ``ITEM_TABLE_DTYPE`` [n_items], one record per row of the caller's items.
     damage_streams, hazard_streams : numpy.ndarray
         ``STREAM_DTYPE``: the random streams the items refer to.
-    rank_to_row : numpy.ndarray
-        int64 [n_items]: item rows in item_id order.
     coverage_tiv : numpy.ndarray
         float64 [n_coverages] TIV of each coverage (the float32 file value).
     vuln_pdfs : numpy.ndarray
@@ -694,6 +696,6 @@ def sample_events(event_ids, fp_ptr, fp_intensity, fp_probability, fp_ap_index, 
         if n_hit == 0:
             continue
         _sample_event(event_ids[e], fp_ptr[e], fp_ptr[e + 1], fp_intensity, fp_probability, fp_ap_index, ap_item_ptr,
-                      ap_items, items, damage_streams, hazard_streams, rank_to_row, coverage_tiv, vuln_pdfs, vuln_adj,
+                      ap_items, items, damage_streams, hazard_streams, coverage_tiv, vuln_pdfs, vuln_adj,
                       damage_bins, n_samples, alloc_rule, effective, seeds_valid, generator, base_seed, threshold,
                       inverse_table, cdf_table, event_ptr[e], n_hit, item_row, losses)

@@ -9,7 +9,11 @@ Typical use::
 
 Results never depend on how the events are split into blocks, on the order of the events in
 a block (each event's records stay with it) or on the order of the items: random numbers are
-keyed by (event, group) and each event's records list the hit items in item_id order.
+keyed by (event, group), and each event's records come in the reference's (gulmc's) order, a
+function of ids only: coverage by coverage, the coverages in the order their first item is met
+walking the hit items in (areaperil_id, vulnerability_id, item_id) order, each coverage's items
+in that order. The FM's inputs and the summaries add float32 values in record order, so this
+order is what lets their sums equal the reference's to the last bit.
 
 :func:`read_gul_inputs` reads items, coverages and correlations from an Oasis ``input/``
 folder and :func:`gul_stream_bytes` encodes results as the reference's binary gul stream.
@@ -71,8 +75,6 @@ class PreparedItems:
     damage_streams, hazard_streams : numpy.ndarray
         ``STREAM_DTYPE``: the distinct (group, peril correlation group, correlation value)
         combinations of the items, whose random rows the kernel draws once per event.
-    rank_to_row : numpy.ndarray
-        int64 [n_items] item rows in item_id order.
     coverage_tiv : numpy.ndarray
         float64 [n_coverages] TIV per coverage (coverage_id - 1).
     vuln_pdfs : numpy.ndarray
@@ -93,7 +95,6 @@ class PreparedItems:
     ap_items: np.ndarray
     damage_streams: np.ndarray
     hazard_streams: np.ndarray
-    rank_to_row: np.ndarray
     coverage_tiv: np.ndarray
     vuln_pdfs: np.ndarray
     vuln_adj: np.ndarray
@@ -220,11 +221,6 @@ def prepare_items(model: ModelData, items: np.ndarray, coverages: np.ndarray,
     ap_ids, ap_counts = np.unique(areaperils[ap_order], return_counts=True)
     ap_item_ptr = np.zeros(len(ap_ids) + 1, dtype=np.int64)
     np.cumsum(ap_counts, out=ap_item_ptr[1:])
-    position_in_ap_order = np.empty(n_items, dtype=np.int64)
-    position_in_ap_order[ap_order] = np.arange(n_items)
-    rank_to_row = np.argsort(item_ids, kind="stable").astype(np.int64)
-    rank = np.empty(n_items, dtype=np.int64)
-    rank[rank_to_row] = np.arange(n_items)
 
     peril_groups = correlation["peril_correlation_group"]
     damage_rho, hazard_rho = correlation["damage_correlation_value"], correlation["hazard_correlation_value"]
@@ -239,12 +235,10 @@ def prepare_items(model: ModelData, items: np.ndarray, coverages: np.ndarray,
     table["coverage"] = coverage_ids - 1
     table["damage_stream"] = damage_stream
     table["hazard_stream"] = hazard_stream
-    table["rank"] = rank
-    table["alloc_key"] = (coverage_ids - 1) * max(n_items, 1) + position_in_ap_order
     return PreparedItems(
         item_ids=item_ids.astype(np.int32), table=table, ap_ids=ap_ids.astype(np.uint32), ap_item_ptr=ap_item_ptr,
         ap_items=ap_order.astype(np.int64), damage_streams=damage_streams, hazard_streams=hazard_streams,
-        rank_to_row=rank_to_row, coverage_tiv=coverage_tiv, vuln_pdfs=vuln_pdfs, vuln_adj=vuln_adj,
+        coverage_tiv=coverage_tiv, vuln_pdfs=vuln_pdfs, vuln_adj=vuln_adj,
         do_correlation=do_correlation, do_hazard_correlation=do_hazard_correlation,
         # The reference only seeds the peril groups' rows when no item is in group 0.
         seeds_valid=bool(n_items == 0 or peril_groups.min() >= 1),
@@ -316,7 +310,7 @@ def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples:
     event_ptr : numpy.ndarray
         int64 [n_events + 1]: the records of ``event_ids[e]`` are rows event_ptr[e]:event_ptr[e+1].
     item_row : numpy.ndarray
-        int64 [n_rec]: 0-based row into ``items`` of each record, increasing item_id within an event.
+        int64 [n_rec]: 0-based row into ``items`` of each record, in the reference's order (see the module).
     losses : numpy.ndarray
         ``dtype`` [n_rec, 5 + n_samples], currency units: columns sidx -5 (max), -4 (chance of loss,
         a probability), -3 (TIV share), -2 (standard deviation), -1 (mean), then samples 1..N.
@@ -363,7 +357,7 @@ def sample_event_block(model: ModelData, items, coverages, event_ids, n_samples:
     damage_bins = np.ascontiguousarray(model.damage_bins)
     sample_events(event_ids, block.event_ptr, block.intensity_bin_id, block.probability, fp_ap_index,
                   prepared.ap_item_ptr, prepared.ap_items, prepared.table, prepared.damage_streams,
-                  prepared.hazard_streams, prepared.rank_to_row, prepared.coverage_tiv, prepared.vuln_pdfs,
+                  prepared.hazard_streams, prepared.coverage_tiv, prepared.vuln_pdfs,
                   prepared.vuln_adj, damage_bins, int(n_samples), int(alloc_rule), bool(effective_damageability),
                   prepared.seeds_valid, int(random_generator), int(seed), np.float32(gul_threshold),
                   inverse_table, cdf_table, event_ptr, item_row, losses)

@@ -209,6 +209,23 @@ def allocate(values: list, tiv: float, rule: int) -> list:
     return values
 
 
+# --------------------------------------------------------------------------- record order
+
+
+def record_order(hit_items: list) -> list[int]:
+    """The item ids of an event's records in the reference's (gulmc's) order.
+
+    ``hit_items``: dicts with item_id, coverage_id, areaperil_id, vulnerability_id, in any order.
+    Walk the items by (areaperil, vulnerability, item); a coverage's records start where the walk
+    first meets the coverage and hold its items in walk order.
+    """
+    walk = sorted(hit_items, key=lambda i: (i["areaperil_id"], i["vulnerability_id"], i["item_id"]))
+    by_coverage: dict[int, list[int]] = {}   # dicts keep insertion order: the order coverages are met
+    for item in walk:
+        by_coverage.setdefault(item["coverage_id"], []).append(item["item_id"])
+    return [item_id for ids in by_coverage.values() for item_id in ids]
+
+
 # --------------------------------------------------------------------------- events
 
 

@@ -54,9 +54,11 @@ def run_kernel(model, items, coverages, correlations, events, n, **options) -> d
     """(event_id, item_id) -> float32 loss row, with the records' order checked on the way."""
     ptr, rows, losses = sample_event_block(model, items, coverages, events, n, correlations=correlations, **options)
     out = {}
+    fields = ("item_id", "coverage_id", "areaperil_id", "vulnerability_id")
     for e, event in enumerate(events):
         ids = items["item_id"][rows[ptr[e]:ptr[e + 1]]]
-        assert np.all(np.diff(ids) > 0), "records of an event must be in increasing item_id order"
+        hit = [{f: int(items[f][r]) for f in fields} for r in rows[ptr[e]:ptr[e + 1]]]
+        assert ids.tolist() == naive.record_order(hit), "records of an event must come in the reference's order"
         for k, item_id in enumerate(ids):
             out[(int(event), int(item_id))] = losses[ptr[e] + k].astype(np.float32)
     return out
