@@ -4,9 +4,10 @@ The losses benchmark runs both engines on the same inputs; this module compares 
 wrote, as issue 4 states its criteria:
 
 * **deterministic** quantities -- ALT ``SampleType`` 1, EPT ``EPCalc`` 1, MELT / MPLT
-  ``SampleType`` 1, SELT / SPLT ``SampleId`` -1 (the analytical mean), and every exposure column
-  (``FootprintExposure``, ``MeanImpactedExposure``, ``MaxImpactedExposure``, ``ImpactedExposure``):
-  within a relative 1e-5;
+  ``SampleType`` 1, SELT / SPLT ``SampleId`` -1 (the analytical mean), and the exposure columns
+  (``FootprintExposure``, ``MeanImpactedExposure``, ``MaxImpactedExposure``, ``ImpactedExposure``)
+  of those rows: within a relative 1e-5 (on a sampled row an exposure column can be a sampled
+  statistic, such as MPLT SampleType 2's mean impacted exposure over the samples);
 * the **sampled AAL** (ALT ``SampleType`` 2): within 0.5%;
 * the **sampled EPT** losses at 10-1000 years (``EPCalc`` 2-4): within 2%.
 
@@ -14,7 +15,7 @@ Rows are matched by their integer key columns (event, period, summary, sample, .
 be equal in both files. A relative difference is ``|ours - ref| / max(|ref|, 1)``: one monetary
 unit is the floor, so float32 noise around zero is not reported as a large relative error.
 
-    python -m benchmarks.agreement OURS_OUTPUT_DIR REFERENCE_OUTPUT_DIR
+    python -m benchmarks.agreement OURS_OUTPUT_DIR REFERENCE_OUTPUT_DIR [--keep-deterministic DEST]
 """
 
 from __future__ import annotations
@@ -79,7 +80,12 @@ def compare_ord_outputs(ours: Path, ref: Path) -> dict[str, Any]:
         is_det = (b[det_column] == det_value).to_numpy() if det_column else np.zeros(len(b), bool)
         for column in EXPOSURE_COLUMNS:
             if column in b.columns:
-                groups["deterministic"].append(relative_difference(a[column], b[column]))
+                # on a sampled row (e.g. MPLT SampleType 2's MeanImpactedExposure: a mean over the samples
+                # with loss) an exposure column is a sampled statistic
+                rel = relative_difference(a[column], b[column])
+                groups["deterministic"].append(rel[is_det] if det_column else rel)
+                if det_column:
+                    groups["sampled_other"].append(rel[~is_det])
         for column in LOSS_COLUMNS:
             if column not in b.columns:
                 continue
@@ -103,6 +109,49 @@ def compare_ord_outputs(ours: Path, ref: Path) -> dict[str, Any]:
     return result
 
 
+def _deterministic_rows(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    column, value = DETERMINISTIC_ROW[table]
+    return frame[frame[column] == value].reset_index(drop=True)
+
+
+def keep_deterministic(ref: Path, dest: Path) -> list[Path]:
+    """Write the deterministic rows of the reference's ALT, EPT, MELT and SELT tables to ``dest`` as
+    ``<name>.csv.gz``: a small reference a test can compare a run with (``compare_deterministic``)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for ref_file in sorted(ref.glob("*_S*_*.csv")):
+        table = ref_file.stem.split("_")[-1]
+        if table not in ("palt", "ept", "melt", "selt"):
+            continue   # MPLT and SPLT repeat MELT's and SELT's rows per period
+        path = dest / f"{ref_file.name}.gz"
+        _deterministic_rows(pd.read_csv(ref_file), table).to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
+def compare_deterministic(ours: Path, kept: Path) -> dict[str, Any]:
+    """The deterministic criterion of ``ours`` against rows kept by ``keep_deterministic``."""
+    values, tables = [], []
+    for kept_file in sorted(kept.glob("*_S*_*.csv.gz")):
+        name = kept_file.name[:-len(".gz")]
+        table = name[:-len(".csv")].split("_")[-1]
+        ref = pd.read_csv(kept_file)
+        mine = _deterministic_rows(pd.read_csv(ours / name), table)
+        keys = [c for c in ref.columns if ref[c].dtype.kind in "iu"]
+        if list(mine.columns) != list(ref.columns) or mine.shape != ref.shape \
+                or not np.array_equal(mine[keys].to_numpy(), ref[keys].to_numpy()):
+            raise ValueError(f"{name}: deterministic rows differ from the reference's ({len(mine)} against "
+                             f"{len(ref)}, keys {keys})")
+        tables.append(name)
+        for column in EXPOSURE_COLUMNS + LOSS_COLUMNS:
+            if column in ref.columns and not (column == "SDLoss" and table == "melt"):
+                values.append(relative_difference(mine[column], ref[column]))
+    result = _worst(values)
+    result.update(tables=len(tables), tolerance=TOLERANCE["deterministic"])
+    result["within"] = result["max"] <= result["tolerance"]
+    return result
+
+
 def summary_line(result: dict[str, Any]) -> str:
     parts = [f"{result['tables']} tables"]
     for name in ("deterministic", "sampled_aal", "sampled_ept_10_1000", "sampled_other"):
@@ -117,7 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("ours", type=Path, help="perilflow's output folder")
     parser.add_argument("reference", type=Path, help="the reference's output folder")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    parser.add_argument("--keep-deterministic", type=Path, metavar="DEST",
+                        help="also write the reference's deterministic rows to DEST (a test asset)")
     args = parser.parse_args(argv)
+    if args.keep_deterministic:
+        for path in keep_deterministic(args.reference, args.keep_deterministic):
+            print(f"kept {path} ({path.stat().st_size:,} bytes)")
     result = compare_ord_outputs(args.ours, args.reference)
     print(json.dumps(result, indent=2) if args.json else summary_line(result))
     return 0 if all(result[k].get("within", True) for k in TOLERANCE) else 1

@@ -22,10 +22,10 @@ from tests.conftest import require_shared
 TABLES = ("selt", "melt", "qelt", "splt", "mplt", "qplt", "palt", "ept", "psept", "summary-info")
 
 
-def piwind_run(tmp: Path, name: str, n_chunks: int) -> Path:
+def piwind_run(tmp: Path, name: str, n_chunks: int, exposure: str = "loc10") -> Path:
     piwind = require_shared("piwind")
     run = tmp / name
-    prepare_run_directory(piwind / "expected-inputs/loc10", run, model_data_dir=piwind / "model_data/PiWind",
+    prepare_run_directory(piwind / "expected-inputs" / exposure, run, model_data_dir=piwind / "model_data/PiWind",
                           analysis_settings=json.loads((piwind / "analysis_settings/ord_all_outputs_s10.json")
                                                        .read_text()),
                           model_settings=json.loads((piwind / "meta-data/model_settings.json").read_text()),
@@ -184,3 +184,20 @@ def test_same_answers_as_the_reference_engine(one_chunk: Path, perspective: str)
 
     sd_gap = np.abs(ours["SDLoss"].to_numpy() - ref["SDLoss"].to_numpy())
     assert (sd_gap <= 1e-5 * ref["MeanLoss"].abs().to_numpy() + 1e-3).all()
+
+
+@pytest.mark.reference
+def test_deterministic_quantities_equal_the_reference_engines_at_12598_locations(tmp_path: Path) -> None:
+    """PiWind loc12598, 10 samples, every ORD output: the deterministic quantities (ALT SampleType 1,
+    EPT EPCalc 1, MELT SampleType 1, SELT SampleId -1, exposure columns) of the three perspectives
+    within 1e-5 of oasislmf 2.5.8's (issue 4's criterion; ``benchmarks.agreement``).
+
+    They are float32 sums over thousands of items: they meet the criterion only because our records
+    come in the reference's order (ADR 0008); in item-id order they were 8.9e-5 off.
+    """
+    from benchmarks.agreement import compare_deterministic
+
+    output = piwind_run(tmp_path, "loc12598", 1, exposure="loc12598")
+    result = compare_deterministic(output, Path(__file__).resolve().parents[1] / "assets" / "piwind_ord_loc12598")
+    assert result["tables"] == 12
+    assert result["within"], result
