@@ -37,10 +37,12 @@ def check_output_order(plan, records, rows) -> None:
     """An event's output rows are in fmpy's order, checked the slow way: outputs at the items come
     item by item as the event's records list them, each item's layers in order; outputs above the
     items (allocation rule 0) in increasing output id."""
-    n_out = plan.out_node.shape[0]
-    if all(plan.out_node[o] < plan.level_ptr[1] for o in range(n_out)):
-        want = [o for r in records for o in sorted((o for o in range(n_out) if plan.out_node[o] == r),
-                                                   key=lambda o: plan.out_layer[o])]
+    nodes, layers = plan.out_node.tolist(), plan.out_layer.tolist()
+    if all(node < plan.level_ptr[1] for node in nodes):
+        outputs_of: dict[int, list[int]] = {}
+        for o in sorted(range(len(nodes)), key=lambda o: layers[o]):
+            outputs_of.setdefault(nodes[o], []).append(o)
+        want = [o for r in records.tolist() for o in outputs_of.get(r, [])]
         assert rows.tolist() == want
     else:
         assert np.all(np.diff(rows) > 0)
