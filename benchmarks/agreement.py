@@ -45,16 +45,24 @@ def relative_difference(ours: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.where(both_nan, 0.0, rel)
 
 
-def _aligned(ours_path: Path, ref_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    ours, ref = pd.read_csv(ours_path), pd.read_csv(ref_path)
+def _check_rows(name: str, ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+    """Same columns and the same rows (integer key columns equal, in order), or a ValueError naming ``name``."""
     keys = [c for c in ref.columns if ref[c].dtype.kind in "iu"]
     if list(ours.columns) != list(ref.columns):
-        raise ValueError(f"{ours_path.name}: columns {list(ours.columns)} differ from the reference's "
-                         f"{list(ref.columns)}")
+        raise ValueError(f"{name}: columns {list(ours.columns)} differ from the reference's {list(ref.columns)}")
     if ours.shape != ref.shape or not np.array_equal(ours[keys].to_numpy(), ref[keys].to_numpy()):
-        raise ValueError(f"{ours_path.name}: rows differ from the reference's ({len(ours)} against {len(ref)}, "
-                         f"keys {keys})")
+        raise ValueError(f"{name}: rows differ from the reference's ({len(ours)} against {len(ref)}, keys {keys})")
+
+
+def _aligned(ours_path: Path, ref_path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ours, ref = pd.read_csv(ours_path), pd.read_csv(ref_path)
+    _check_rows(ours_path.name, ours, ref)
     return ours, ref
+
+
+def _is_criterion(table: str, column: str) -> bool:
+    """The SD of equal samples is float32 noise around 0 in both engines: MELT/MPLT's SDLoss is no criterion."""
+    return not (column == "SDLoss" and table in ("melt", "mplt"))
 
 
 def _worst(values: list[np.ndarray]) -> dict[str, float]:
@@ -89,9 +97,9 @@ def compare_ord_outputs(ours: Path, ref: Path) -> dict[str, Any]:
         for column in LOSS_COLUMNS:
             if column not in b.columns:
                 continue
+            if not _is_criterion(table, column):
+                continue
             rel = relative_difference(a[column], b[column])
-            if column == "SDLoss" and table in ("melt", "mplt"):
-                continue  # the SD of equal samples is float32 noise around 0 in both engines: not a criterion
             groups["deterministic"].append(rel[is_det])
             if table == "palt" and column == "MeanLoss":
                 groups["sampled_aal"].append(rel[(b["SampleType"] == 2).to_numpy()])
@@ -137,14 +145,10 @@ def compare_deterministic(ours: Path, kept: Path) -> dict[str, Any]:
         table = name[:-len(".csv")].split("_")[-1]
         ref = pd.read_csv(kept_file)
         mine = _deterministic_rows(pd.read_csv(ours / name), table)
-        keys = [c for c in ref.columns if ref[c].dtype.kind in "iu"]
-        if list(mine.columns) != list(ref.columns) or mine.shape != ref.shape \
-                or not np.array_equal(mine[keys].to_numpy(), ref[keys].to_numpy()):
-            raise ValueError(f"{name}: deterministic rows differ from the reference's ({len(mine)} against "
-                             f"{len(ref)}, keys {keys})")
+        _check_rows(f"{name} (deterministic rows)", mine, ref)
         tables.append(name)
         for column in EXPOSURE_COLUMNS + LOSS_COLUMNS:
-            if column in ref.columns and not (column == "SDLoss" and table == "melt"):
+            if column in ref.columns and _is_criterion(table, column):
                 values.append(relative_difference(mine[column], ref[column]))
     result = _worst(values)
     result.update(tables=len(tables), tolerance=TOLERANCE["deterministic"])
